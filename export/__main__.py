@@ -1,0 +1,93 @@
+"""Command line of the model pipeline: ``python -m export {split,model,validate,bench,...}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from export.config import DATA_CSV, SPLIT_JSON, QuantizeConfig
+from export.quantize import MODES
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options and run one pipeline command; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    split = commands.add_parser("split", help="write (or --check) the stratified split row IDs")
+    split.add_argument("--check", action="store_true", help="fail if data/split.json is stale")
+    model = commands.add_parser("model", help="train -> ONNX -> INT8 -> gate -> publish")
+    model.add_argument("--quantization", choices=MODES, default=QuantizeConfig().mode)
+    model.add_argument("--no-publish", action="store_true", help="run the gate, publish nothing")
+    commands.add_parser("validate", help="run the validation gate on the committed artifacts")
+    bench = commands.add_parser("bench", help="PyTorch vs ONNX Runtime FP32/INT8 latency")
+    bench.add_argument("--repeats", type=int, default=5, help="timed rounds per configuration")
+    check = commands.add_parser("check-csv", help="check a CSV/XLS file against the contract")
+    check.add_argument("path", nargs="?", default=str(DATA_CSV))
+    args = parser.parse_args(argv)
+
+    from export.data import DataError
+
+    try:
+        if args.command == "split":
+            return _split(args.check)
+        if args.command == "model":
+            return _model(args.quantization, publish=not args.no_publish)
+        if args.command == "validate":
+            from export.pipeline import validate_published
+            from export.validate import format_report
+
+            report = validate_published()
+            print(format_report(report))
+            return 0 if report.passed else 1
+        if args.command == "bench":
+            from export.bench import run_bench
+
+            print(run_bench(repeats=args.repeats))
+            return 0
+        if args.command == "check-csv":
+            from export.data import load_dataset
+
+            data = load_dataset(args.path, require_target=False)
+            print(f"{args.path}: {len(data.ids)} rows satisfy the feature contract")
+            return 0
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _split(check: bool) -> int:
+    from export.data import load_dataset, make_split, read_split, write_split
+
+    split = make_split(load_dataset())
+    if check:
+        if read_split(SPLIT_JSON) != split:
+            print(f"{SPLIT_JSON} does not match the split the code makes", file=sys.stderr)
+            return 1
+        print(f"{SPLIT_JSON} is current")
+        return 0
+    write_split(split)
+    print(
+        f"wrote {SPLIT_JSON}: "
+        + ", ".join(f"{k} {len(split[k])}" for k in ("train", "validation", "holdout"))
+    )
+    return 0
+
+
+def _model(mode: str, publish: bool) -> int:
+    from export.pipeline import PipelineError, build_model
+    from export.validate import format_report
+
+    try:
+        report, card = build_model(quantize_config=QuantizeConfig(mode=mode), publish=publish)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    if card:
+        print("published:\n  " + "\n  ".join(card["artifacts"]))
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

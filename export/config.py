@@ -1,0 +1,80 @@
+"""Paths and defaults of the model pipeline. Importing this module creates nothing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_CSV = ROOT / "data" / "default_of_credit_card_clients.csv.gz"
+SPLIT_JSON = ROOT / "data" / "split.json"
+CONTRACT_JSON = ROOT / "preprocess_ensemble" / "feature_contract.json"
+FEATURES_PY = ROOT / "preprocess_ensemble" / "features.py"
+MODEL_REPOSITORY = ROOT / "model_repository"
+BUILD_DIR = ROOT / "build"  # intermediate artifacts, not committed
+
+REFERENCE_FP32 = ROOT / "artifacts" / "credit_model_fp32.onnx"  # the gate's FP32 reference
+
+MODEL_DIR = MODEL_REPOSITORY / "credit_model"
+PUBLISHED_ONNX = MODEL_DIR / "1" / "model.onnx"
+MODEL_CARD_JSON = MODEL_DIR / "model_card.json"
+MODEL_CARD_MD = MODEL_DIR / "model_card.md"
+PREPROCESS_DIR = MODEL_REPOSITORY / "preprocess" / "1"
+PUBLISHED_CONTRACT = PREPROCESS_DIR / "feature_contract.json"
+PUBLISHED_SCALER = PREPROCESS_DIR / "scaler.json"
+PUBLISHED_FEATURES_PY = PREPROCESS_DIR / "features.py"
+
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "probability"
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Stratified train / validation / holdout split, by row ID."""
+
+    seed: int = 2009
+    validation_fraction: float = 0.15
+    holdout_fraction: float = 0.15
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (same config + same data -> same weights)."""
+
+    seed: int = 0  # member i uses seed + i
+    ensemble_size: int = 5
+    hidden: tuple[int, ...] = (128, 64)
+    dropout: float = 0.1
+    weight_decay: float = 1e-4
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    max_epochs: int = 60
+    patience: int = 8
+    positive_weight: float = 1.0  # class weight on defaults in the BCE loss
+    torch_threads: int = 1  # fixed so float reduction order (and so the weights) never varies
+    amount_transform: str = "signed_log1p"  # applied to LIMIT_BAL, BILL_AMTx, PAY_AMTx
+
+    def to_dict(self) -> dict:
+        """Plain dict for the model card."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds of the validation gate."""
+
+    min_auc: float = 0.77
+    target_auc: float = 0.78
+    max_auc_drop: float = 0.003
+    max_batch_variation: float = 1e-6
+    invariance_batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How the served INT8 model is made."""
+
+    mode: str = "static-qoperator"  # or static-qdq; dynamic only to show why the gate rejects it
+    calibration_rows: int = 2048  # training rows, drawn with ``seed``
+    seed: int = 0

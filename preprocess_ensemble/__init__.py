@@ -1,0 +1,1 @@
+"""Feature contract, the Triton preprocessing step's logic, the local Triton runner and clients."""

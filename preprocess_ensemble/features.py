@@ -1,0 +1,175 @@
+"""Feature contract checks and the standardizer: plain numpy, shared by every stage.
+
+This one file is the single source of the validation and scaling logic. Training, the
+validation gate, the CSV loader, the drift job and the tests import it from the project;
+``export.publish`` copies it unchanged into ``model_repository/preprocess/1/`` so the Triton
+python step (which cannot import the project) runs the same code. A test fails when the copy
+is stale. It needs only the standard library and numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TRANSFORMS = ("identity", "signed_log1p")
+
+
+class ContractViolation(ValueError):
+    """A batch of rows breaks the feature contract; the message names row, feature and rule."""
+
+
+@dataclass(frozen=True)
+class FeatureContract:
+    """The 23 raw features: names, order and allowed domain, read from the contract JSON."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    lower: np.ndarray  # float64 [n_features], -inf where unbounded
+    upper: np.ndarray  # float64 [n_features], +inf where unbounded
+    allowed: dict[int, np.ndarray]  # feature index -> sorted allowed codes (categoricals)
+    spec: dict
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> FeatureContract:
+        """Load the contract from its JSON file."""
+        spec = json.loads(Path(path).read_text())
+        features = spec["features"]
+        allowed = {
+            i: np.asarray(sorted(f["allowed"]), dtype=np.float64)
+            for i, f in enumerate(features)
+            if "allowed" in f
+        }
+        lower = np.array([min(f["allowed"]) if "allowed" in f else f["min"] for f in features])
+        upper = np.array([max(f["allowed"]) if "allowed" in f else f["max"] for f in features])
+        return cls(
+            names=tuple(f["name"] for f in features),
+            kinds=tuple(f["kind"] for f in features),
+            lower=lower.astype(np.float64),
+            upper=upper.astype(np.float64),
+            allowed=allowed,
+            spec=spec,
+        )
+
+    @property
+    def n_features(self) -> int:
+        """Number of features a row must have."""
+        return len(self.names)
+
+    def invalid_mask(self, x: np.ndarray) -> np.ndarray:
+        """Boolean [n_rows, n_features]: True where a value breaks any rule.
+
+        Rules: finite, a whole number, inside [min, max], and one of the allowed codes for
+        categoricals. Vectorized over the whole batch; NaN compares False so it is caught.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        ok = np.isfinite(x) & (np.floor(x) == x) & (x >= self.lower) & (x <= self.upper)
+        for j, codes in self.allowed.items():
+            ok[:, j] &= np.isin(x[:, j], codes)
+        return ~ok
+
+    def describe(self, row: int | str, col: int, value: float) -> str:
+        """Explain in words which rule ``value`` of feature ``col`` in ``row`` breaks.
+
+        ``row`` is a row index or a label such as ``"data row 7"``.
+        """
+        where = f"{row if isinstance(row, str) else f'row {row}'}: feature {self.names[col]}"
+        where += f" (column {col})"
+        if np.isnan(value):
+            return f"{where} is NaN; every value must be a finite number"
+        if not np.isfinite(value):
+            return f"{where} is {value}; every value must be a finite number"
+        if np.floor(value) != value:
+            return f"{where} = {value!r} is not a whole number"
+        if col in self.allowed:
+            codes = ", ".join(str(int(c)) for c in self.allowed[col])
+            return f"{where} = {value:g} is not an allowed code (allowed: {codes})"
+        lo, hi = self.lower[col], self.upper[col]
+        return f"{where} = {value:g} is outside the allowed range [{lo:g}, {hi:g}]"
+
+    def check_shape(self, x: np.ndarray) -> None:
+        """Raise ContractViolation unless ``x`` is a non-empty [n_rows, n_features] array."""
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ContractViolation(
+                f"expected shape [n_rows, {self.n_features}] with features in the order "
+                f"{', '.join(self.names)}; got shape {list(x.shape)}"
+            )
+        if x.shape[0] == 0:
+            raise ContractViolation("the request holds no rows; send at least one applicant")
+
+    def first_violation(self, x: np.ndarray, invalid: np.ndarray, row_offset: int = 0) -> str:
+        """Message for the first bad value in ``x`` (given its invalid mask), with a count."""
+        rows, cols = np.nonzero(invalid)
+        message = self.describe(int(rows[0]) + row_offset, int(cols[0]), float(x[rows[0], cols[0]]))
+        if len(rows) > 1:
+            n_rows = len(np.unique(rows))
+            message += f" ({len(rows)} invalid values in {n_rows} row(s) in all)"
+        return message
+
+    def validate(self, x: np.ndarray) -> None:
+        """Raise ContractViolation naming the first bad row, feature and rule; else return."""
+        self.check_shape(x)
+        invalid = self.invalid_mask(x)
+        if invalid.any():
+            raise ContractViolation(self.first_violation(x, invalid))
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-feature transform (identity or signed log1p) followed by (x - mean) / scale."""
+
+    names: tuple[str, ...]
+    transforms: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray, names: tuple[str, ...], transforms: tuple[str, ...]
+    ) -> Standardizer:
+        """Fit mean and scale on (transformed) training rows."""
+        unknown = set(transforms) - set(TRANSFORMS)
+        if unknown:
+            raise ValueError(f"unknown transforms {sorted(unknown)}; known: {TRANSFORMS}")
+        z = _apply_transforms(np.asarray(x, dtype=np.float64), transforms)
+        scale = z.std(axis=0)
+        scale[scale == 0] = 1.0
+        return cls(tuple(names), tuple(transforms), z.mean(axis=0), scale)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Standardize raw rows [n, n_features] to float32, computed in float64."""
+        z = _apply_transforms(np.asarray(x, dtype=np.float64), self.transforms)
+        return ((z - self.mean) / self.scale).astype(np.float32)
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the parameters as JSON (never pickle)."""
+        payload = {
+            "features": list(self.names),
+            "transforms": list(self.transforms),
+            "mean": [float(v) for v in self.mean],
+            "scale": [float(v) for v in self.scale],
+        }
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Standardizer:
+        """Read parameters written by ``to_json``."""
+        p = json.loads(Path(path).read_text())
+        return cls(
+            tuple(p["features"]),
+            tuple(p["transforms"]),
+            np.asarray(p["mean"], dtype=np.float64),
+            np.asarray(p["scale"], dtype=np.float64),
+        )
+
+
+def _apply_transforms(x: np.ndarray, transforms: tuple[str, ...]) -> np.ndarray:
+    log_cols = [j for j, t in enumerate(transforms) if t == "signed_log1p"]
+    if not log_cols:
+        return x
+    z = x.copy()
+    z[:, log_cols] = np.sign(x[:, log_cols]) * np.log1p(np.abs(x[:, log_cols]))
+    return z
