@@ -1,0 +1,56 @@
+"""Triton python step: validate raw applicants against the contract, then standardize them.
+
+A thin adapter over ``features.py`` (published here from preprocess_ensemble/). All requests of a
+dynamic batch are checked and scaled in one vectorized pass; each request is answered on its own,
+so a bad request gets an error naming row, feature and rule while its batch-mates are scored.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from features import FeatureContract, Standardizer
+
+
+class TritonPythonModel:
+    """The ``preprocess`` model of the ``credit_scoring`` ensemble."""
+
+    def initialize(self, args: dict) -> None:
+        """Load the contract and the scaler named by the config's parameters."""
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        folder = Path(args["model_repository"]) / args["model_version"]
+        self.contract = FeatureContract.from_json(folder / params["contract_file"])
+        self.scaler = Standardizer.from_json(folder / params["scaler_file"])
+        if self.scaler.names != self.contract.names:
+            raise pb_utils.TritonModelException("scaler.json features differ from the contract")
+        output = pb_utils.get_output_config_by_name(config, "standardized_features")
+        self.output_dtype = pb_utils.triton_string_to_numpy(output["data_type"])
+
+    def execute(self, requests: list) -> list:
+        """Check and standardize every request of the batch in one pass."""
+        batches = [pb_utils.get_input_tensor_by_name(r, "features").as_numpy() for r in requests]
+        rows = np.concatenate(batches) if len(batches) > 1 else batches[0]
+        invalid = self.contract.invalid_mask(rows)
+        bad_rows = invalid.any(axis=1)
+        scaled = self.scaler.transform(rows).astype(self.output_dtype, copy=False)
+        responses, start = [], 0
+        for batch in batches:
+            stop = start + len(batch)
+            if batch.shape[0] == 0:
+                error = "the request holds no rows; send at least one applicant"
+                responses.append(self._error(error))
+            elif bad_rows[start:stop].any():
+                message = self.contract.first_violation(batch, invalid[start:stop])
+                responses.append(self._error(message))
+            else:
+                tensor = pb_utils.Tensor("standardized_features", scaled[start:stop])
+                responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
+            start = stop
+        return responses
+
+    @staticmethod
+    def _error(message: str) -> "pb_utils.InferenceResponse":
+        error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+        return pb_utils.InferenceResponse(error=error)
