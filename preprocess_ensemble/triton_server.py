@@ -413,7 +413,9 @@ class TritonServer:
     def ready_models(self) -> list[str]:
         """Return ``name:version`` of every READY model."""
         return [
-            f"{m['name']}:{m.get('version', '')}" for m in self.models() if m["state"] == "READY"
+            f"{m['name']}:{m.get('version', '')}"
+            for m in self.models()
+            if m.get("state") == "READY"
         ]
 
     def stop(self, timeout: float = 30.0) -> int | None:
