@@ -10,6 +10,7 @@ is stale. It needs only the standard library and numpy.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,14 +101,68 @@ class FeatureContract:
         if x.shape[0] == 0:
             raise ContractViolation("the request holds no rows; send at least one applicant")
 
-    def first_violation(self, x: np.ndarray, invalid: np.ndarray, row_offset: int = 0) -> str:
-        """Message for the first bad value in ``x`` (given its invalid mask), with a count."""
+    def first_violation(
+        self, x: np.ndarray, invalid: np.ndarray, row_label: Callable[[int], str] | None = None
+    ) -> str:
+        """Message for the first bad value in ``x`` (given its invalid mask), with a count.
+
+        ``row_label`` turns a row index into the words that name it (default ``"row i"``).
+        """
         rows, cols = np.nonzero(invalid)
-        message = self.describe(int(rows[0]) + row_offset, int(cols[0]), float(x[rows[0], cols[0]]))
+        row = int(rows[0])
+        label = row_label(row) if row_label else row
+        message = self.describe(label, int(cols[0]), float(x[row, cols[0]]))
         if len(rows) > 1:
             n_rows = len(np.unique(rows))
             message += f" ({len(rows)} invalid values in {n_rows} row(s) in all)"
         return message
+
+    def check_columns(self, header: list[str]) -> None:
+        """Raise unless ``header`` has the features (any order) and at most the ID and target."""
+        id_column, target = self.spec.get("id_column"), self.spec.get("target")
+        problems = {
+            "missing": [n for n in self.names if n not in header],
+            "unexpected": [n for n in header if n not in {*self.names, id_column, target}],
+            "duplicated": sorted({n for n in header if header.count(n) > 1}),
+        }
+        if any(problems.values()):
+            found = "; ".join(f"{k}: {', '.join(v)}" for k, v in problems.items() if v)
+            raise ContractViolation(
+                f"columns do not match the contract ({found}); expected the "
+                f"{self.n_features} features and optionally {id_column!r} and {target!r}"
+            )
+
+    def parse_table(
+        self,
+        header: list[str],
+        records: list[list[str]],
+        row_label: Callable[[int], str] | None = None,
+    ) -> np.ndarray:
+        """Check a table of text cells (e.g. CSV rows) and return its features [n, 23] as float64.
+
+        Columns, numbers and the contract are checked; the first problem raises
+        ContractViolation naming row and column. Nothing is clamped or dropped.
+        """
+        self.check_columns(header)
+        if not records:
+            raise ContractViolation("the table has a header but no data rows")
+        label = row_label or (lambda i: f"data row {i + 1}")
+        positions = [header.index(name) for name in self.names]
+        cells = [[record[k] for k in positions] for record in records]
+        try:
+            x = np.array(cells, dtype=np.float64)
+        except ValueError:
+            for i, record in enumerate(cells):
+                for j, text in enumerate(record):
+                    if not _is_number(text):
+                        raise ContractViolation(
+                            f"{label(i)}: column {self.names[j]} = {text!r} is not a number"
+                        ) from None
+            raise
+        invalid = self.invalid_mask(x)
+        if invalid.any():
+            raise ContractViolation(self.first_violation(x, invalid, label))
+        return x
 
     def validate(self, x: np.ndarray) -> None:
         """Raise ContractViolation naming the first bad row, feature and rule; else return."""
@@ -164,6 +219,14 @@ class Standardizer:
             np.asarray(p["mean"], dtype=np.float64),
             np.asarray(p["scale"], dtype=np.float64),
         )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _apply_transforms(x: np.ndarray, transforms: tuple[str, ...]) -> np.ndarray:

@@ -1,0 +1,660 @@
+"""Score applicants with the ``credit_scoring`` Triton ensemble over HTTP or gRPC.
+
+Library: :class:`CreditScoringClient` sends raw feature rows ``[n, 23]`` (contract order) and
+returns the default probabilities, splitting large inputs into requests of at most the model's
+``max_batch_size`` (read from the server's model config). CLI::
+
+    python -m preprocess_ensemble.client score-one --json '{"LIMIT_BAL": 20000, ...}'
+    python -m preprocess_ensemble.client score-one --json-file applicant.json --output-json
+    python -m preprocess_ensemble.client score-one --LIMIT_BAL 20000 --SEX 2 ... (all 23)
+    python -m preprocess_ensemble.client score-csv IN.csv OUT.csv --batch-size 256 --concurrency 4
+
+Common options: ``--url`` (default ``localhost:8000`` for HTTP, ``localhost:8001`` for gRPC),
+``--protocol http|grpc``, ``--model credit_scoring``, ``--timeout`` (seconds).
+
+``score-csv`` reads a CSV (optionally ``.gz``) with a header holding the 23 contract features in
+any order plus, optionally, the contract's ID and target columns. Every row is checked against
+the contract before anything is sent; the output holds the input rows unchanged, in the same
+order, plus a ``probability`` column. Blank lines are skipped; nothing else is dropped.
+
+Inputs are checked locally against ``feature_contract.json``; the server checks again.
+Exit codes: 0 success; 2 bad input (usage, contract, CSV) or a request the server rejected as
+invalid (HTTP 4xx, gRPC INVALID_ARGUMENT / NOT_FOUND ...); 1 server unreachable, timed out or
+failed internally. Errors are printed as one line on stderr. Only numpy, the standard library,
+tritonclient and tqdm are needed (no pandas), so it runs in the slim serving environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import math
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from preprocess_ensemble.features import ContractViolation, FeatureContract
+
+CONTRACT_JSON = Path(__file__).resolve().parent / "feature_contract.json"
+DEFAULT_MODEL = "credit_scoring"
+INPUT_NAME = "features"
+OUTPUT_NAME = "probability"
+DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+DEFAULT_BATCH_SIZE = 256
+DEFAULT_TIMEOUT = 60.0
+PROTOCOLS = ("http", "grpc")
+# gRPC status codes that mean "the request is wrong" (HTTP 4xx); everything else is a failure.
+_GRPC_CLIENT_ERRORS = {
+    "StatusCode.INVALID_ARGUMENT",
+    "StatusCode.NOT_FOUND",
+    "StatusCode.OUT_OF_RANGE",
+    "StatusCode.FAILED_PRECONDITION",
+    "StatusCode.ALREADY_EXISTS",
+    "StatusCode.UNIMPLEMENTED",
+    "StatusCode.PERMISSION_DENIED",
+    "StatusCode.UNAUTHENTICATED",
+}
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class InputError(ValueError):
+    """The applicant or the CSV file does not match the contract; the message says where."""
+
+
+class ScoringError(RuntimeError):
+    """A request failed; ``client_error`` is True if the server rejected it as invalid.
+
+    Attributes:
+        client_error: True for HTTP 4xx / gRPC INVALID_ARGUMENT-like rejections (bad request),
+            False when the server is unreachable, timed out or failed internally.
+    """
+
+    def __init__(self, message: str, client_error: bool) -> None:
+        super().__init__(_one_line(message))
+        self.client_error = client_error
+
+
+def _one_line(message: str) -> str:
+    """Collapse whitespace and newlines so a message prints as a single line."""
+    return " ".join(str(message).split())
+
+
+def is_client_error(exc: InferenceServerException) -> bool:
+    """Return True if ``exc`` is a rejection of the request (HTTP 4xx or gRPC equivalent)."""
+    status = str(exc.status() or "")
+    return (status.isdigit() and status.startswith("4")) or status in _GRPC_CLIENT_ERRORS
+
+
+def load_contract(path: str | os.PathLike[str] = CONTRACT_JSON) -> FeatureContract:
+    """Load the feature contract shipped with this package (or another contract file)."""
+    return FeatureContract.from_json(path)
+
+
+def batch_bounds(n_rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """Return ``(start, stop)`` slices covering ``n_rows`` rows in batches of ``batch_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    return [(start, min(start + batch_size, n_rows)) for start in range(0, n_rows, batch_size)]
+
+
+class CreditScoringClient:
+    """Client for the ``credit_scoring`` ensemble: raw rows in, default probabilities out.
+
+    Example:
+        >>> with CreditScoringClient("localhost:8000") as client:  # doctest: +SKIP
+        ...     probabilities = client.score(rows)  # rows: [n, 23] in contract order
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        protocol: str = "http",
+        *,
+        model: str = DEFAULT_MODEL,
+        timeout: float = DEFAULT_TIMEOUT,
+        concurrency: int = 1,
+        contract: FeatureContract | None = None,
+    ) -> None:
+        """Create the connection (nothing is sent until the first call).
+
+        Args:
+            url: ``host:port``; defaults to ``localhost:8000`` (HTTP) / ``localhost:8001`` (gRPC).
+            protocol: ``http`` or ``grpc``.
+            model: Name of the ensemble to call.
+            timeout: Seconds allowed for connecting and for each request.
+            concurrency: Maximum number of requests in flight in :meth:`score`.
+            contract: Feature contract for the local checks; defaults to the packaged one.
+        """
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.url = url or DEFAULT_URLS[protocol]
+        self.protocol = protocol
+        self.model = model
+        self.timeout = float(timeout)
+        self.concurrency = concurrency
+        self.contract = contract or load_contract()
+        self._max_batch_size: int | None = None
+        self._client: httpclient.InferenceServerClient | grpcclient.InferenceServerClient
+        if protocol == "http":
+            self._client = httpclient.InferenceServerClient(
+                self.url,
+                concurrency=concurrency,
+                connection_timeout=self.timeout,
+                network_timeout=self.timeout,
+            )
+        else:
+            self._client = grpcclient.InferenceServerClient(self.url)
+
+    def _call(self, what: str, function: Callable[[], Any]) -> Any:
+        """Run ``function``, turning transport and server errors into :class:`ScoringError`."""
+        try:
+            return function()
+        except InferenceServerException as exc:
+            detail = exc.message() or str(exc)
+            status = f" ({exc.status()})" if exc.status() else ""
+            raise ScoringError(
+                f"{what} failed{status}: {detail}", client_error=is_client_error(exc)
+            ) from None
+        except TimeoutError:  # HTTP socket timeout (gRPC reports DEADLINE_EXCEEDED above)
+            raise ScoringError(
+                f"{what} failed: no answer from Triton at {self.url} ({self.protocol}) "
+                f"within {self.timeout:g}s",
+                client_error=False,
+            ) from None
+        except OSError as exc:  # connection refused or reset
+            raise ScoringError(
+                f"{what} failed: cannot reach Triton at {self.url} ({self.protocol}): "
+                f"{type(exc).__name__}: {exc}",
+                client_error=False,
+            ) from None
+
+    def model_config(self) -> dict[str, Any]:
+        """Return the model's configuration as JSON (same layout for HTTP and gRPC)."""
+        if isinstance(self._client, httpclient.InferenceServerClient):
+            client = self._client
+            return self._call(
+                f"reading the config of model {self.model!r}",
+                lambda: client.get_model_config(self.model),
+            )
+        grpc = self._client
+        reply = self._call(
+            f"reading the config of model {self.model!r}",
+            lambda: grpc.get_model_config(self.model, as_json=True, client_timeout=self.timeout),
+        )
+        return reply["config"]
+
+    @property
+    def max_batch_size(self) -> int:
+        """The model's ``max_batch_size``; the input config is checked on first use."""
+        if self._max_batch_size is None:
+            config = self.model_config()
+            max_batch_size = int(config.get("max_batch_size", 0))
+            inputs = {t["name"]: t for t in config.get("input", [])}
+            spec = inputs.get(INPUT_NAME)
+            dims = [int(d) for d in spec.get("dims", [])] if spec else []
+            expected = [self.contract.n_features]
+            if spec is None or spec.get("data_type") != "TYPE_FP32" or dims != expected:
+                found = {n: (t.get("data_type"), t.get("dims")) for n, t in inputs.items()}
+                raise ScoringError(
+                    f"model {self.model!r} does not take input {INPUT_NAME!r} TYPE_FP32 dims "
+                    f"{expected} (its inputs: {found})",
+                    client_error=True,
+                )
+            if max_batch_size < 1:
+                raise ScoringError(
+                    f"model {self.model!r} has max_batch_size {max_batch_size}; "
+                    "batched [n, 23] requests need max_batch_size >= 1",
+                    client_error=True,
+                )
+            self._max_batch_size = max_batch_size
+        return self._max_batch_size
+
+    def _submit(self, rows: np.ndarray, offset: int = 0) -> Callable[[], np.ndarray]:
+        """Send one request; return a function that waits for and returns ``[n]`` results.
+
+        ``offset`` is the index of ``rows[0]`` in the caller's input, for error messages (the
+        server numbers rows from 0 within each request).
+        """
+        what = f"request for input rows {offset}-{offset + len(rows) - 1} on model {self.model!r}"
+        if isinstance(self._client, httpclient.InferenceServerClient):
+            client = self._client
+            inp = httpclient.InferInput(INPUT_NAME, list(rows.shape), "FP32")
+            inp.set_data_from_numpy(rows)
+            out = [httpclient.InferRequestedOutput(OUTPUT_NAME)]
+            if self.concurrency == 1:
+                result = self._call(what, lambda: client.infer(self.model, [inp], outputs=out))
+                return lambda: self._probabilities(result, len(rows))
+            request = self._call(what, lambda: client.async_infer(self.model, [inp], outputs=out))
+            return lambda: self._probabilities(self._call(what, request.get_result), len(rows))
+
+        grpc = self._client
+        ginp = grpcclient.InferInput(INPUT_NAME, list(rows.shape), "FP32")
+        ginp.set_data_from_numpy(rows)
+        gout = [grpcclient.InferRequestedOutput(OUTPUT_NAME)]
+        if self.concurrency == 1:
+            result = self._call(
+                what,
+                lambda: grpc.infer(self.model, [ginp], outputs=gout, client_timeout=self.timeout),
+            )
+            return lambda: self._probabilities(result, len(rows))
+        future: Future[Any] = Future()
+
+        def done(result: Any, error: InferenceServerException | None) -> None:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        self._call(
+            what,
+            lambda: grpc.async_infer(
+                self.model, [ginp], done, outputs=gout, client_timeout=self.timeout
+            ),
+        )
+        return lambda: self._probabilities(self._call(what, future.result), len(rows))
+
+    def _probabilities(self, result: Any, n_rows: int) -> np.ndarray:
+        """Extract the ``[n_rows]`` probabilities from an inference result, checking the shape."""
+        values = result.as_numpy(OUTPUT_NAME)
+        if values is None or values.shape != (n_rows, 1):
+            shape = None if values is None else list(values.shape)
+            raise ScoringError(
+                f"model {self.model!r} returned {OUTPUT_NAME!r} with shape {shape}, "
+                f"expected [{n_rows}, 1]",
+                client_error=False,
+            )
+        return values[:, 0].astype(np.float32, copy=False)
+
+    def score(
+        self,
+        rows: np.ndarray,
+        *,
+        batch_size: int | None = None,
+        check: bool = True,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Return the default probability of each row, in order.
+
+        Args:
+            rows: Raw features ``[n, 23]`` in contract order (any real dtype; sent as FP32).
+            batch_size: Rows per request; defaults to and may not exceed ``max_batch_size``.
+            check: Check the rows against the contract before sending (the server checks too).
+            on_batch: Called with the number of rows of each finished request (progress bars).
+
+        Returns:
+            float32 array ``[n]``.
+
+        Raises:
+            ContractViolation: ``rows`` has the wrong shape or (with ``check``) breaks the
+                contract; nothing was sent.
+            ScoringError: A request failed.
+        """
+        values = np.asarray(rows, dtype=np.float64)
+        self.contract.check_shape(values)
+        if check:
+            self.contract.validate(values)
+        limit = self.max_batch_size
+        size = limit if batch_size is None else batch_size
+        if not 1 <= size <= limit:
+            raise ValueError(f"batch size must be between 1 and {limit} (max_batch_size)")
+        features = np.ascontiguousarray(values, dtype=np.float32)
+        probabilities = np.empty(len(features), dtype=np.float32)
+        pending: deque[tuple[int, int, Callable[[], np.ndarray]]] = deque()
+
+        def collect() -> None:
+            start, stop, wait = pending.popleft()
+            probabilities[start:stop] = wait()
+            if on_batch is not None:
+                on_batch(stop - start)
+
+        for start, stop in batch_bounds(len(features), size):
+            if len(pending) >= self.concurrency:
+                collect()
+            pending.append((start, stop, self._submit(features[start:stop], start)))
+        while pending:
+            collect()
+        return probabilities
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        """Return the client itself."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the connection."""
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Input parsing (no server needed)
+
+
+def applicant_from_mapping(values: dict[str, Any], contract: FeatureContract) -> np.ndarray:
+    """Turn ``{feature: value}`` into a checked ``[1, 23]`` row in contract order.
+
+    The contract's ID column may be present (it is not a feature); any other unknown key,
+    a missing feature, a non-number or a value outside the contract raises :class:`InputError`.
+    """
+    id_column = contract.spec.get("id_column")
+    unknown = sorted(k for k in values if k not in contract.names and k != id_column)
+    missing = [name for name in contract.names if name not in values]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing features: {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown keys: {', '.join(unknown)}")
+        raise InputError(f"{'; '.join(parts)} (the contract's 23 features are required)")
+    row = np.empty((1, contract.n_features), dtype=np.float64)
+    for j, name in enumerate(contract.names):
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"feature {name} must be a number, got {value!r}")
+        row[0, j] = value
+    invalid = contract.invalid_mask(row)
+    if invalid.any():
+        raise InputError(contract.first_violation(row, invalid, lambda _: "applicant"))
+    return row
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV file's header, its rows as read (strings) and their checked features."""
+
+    header: list[str]
+    rows: list[list[str]]
+    lines: list[int]  # file line number of each row
+    features: np.ndarray  # float64 [n_rows, 23] in contract order
+
+
+def _open_text(path: str | os.PathLike[str], mode: str, gz: bool | None = None) -> IO[str]:
+    """Open a text file for csv; gzipped if ``gz`` (default: the name ends in ``.gz``)."""
+    gz = str(path).endswith(".gz") if gz is None else gz
+    encoding = "utf-8-sig" if mode == "r" else "utf-8"  # tolerate a BOM on input
+    if gz:
+        return gzip.open(path, mode + "t", encoding=encoding, newline="")
+    return open(path, mode, encoding=encoding, newline="")
+
+
+def read_csv(path: str | os.PathLike[str], contract: FeatureContract) -> CsvTable:
+    """Read and check a CSV of applicants; raise :class:`InputError` naming row and column.
+
+    Columns: the 23 contract features (any order), optionally the contract's ID and target
+    columns; anything else is an error. Every value must be a number within the contract.
+    """
+    try:
+        with _open_text(path, "r") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            rows, lines = [], []
+            for record in reader:
+                if not record:  # blank line
+                    continue
+                if len(record) != len(header):
+                    raise InputError(
+                        f"{path}: line {reader.line_num}: expected {len(header)} fields as in "
+                        f"the header, got {len(record)}"
+                    )
+                rows.append(record)
+                lines.append(reader.line_num)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+    if not header:
+        raise InputError(f"{path} is empty; expected a header with the contract's features")
+    try:
+        features = contract.parse_table(
+            header, rows, lambda i: f"data row {i + 1} (line {lines[i]})"
+        )
+    except ContractViolation as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return CsvTable(header, rows, lines, features)
+
+
+def write_csv(
+    path: str | os.PathLike[str], table: CsvTable, probabilities: np.ndarray, column: str
+) -> None:
+    """Write the input rows plus a probability column, atomically (temp file, then rename)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with _open_text(tmp, "w", gz=target.name.endswith(".gz")) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow([*table.header, column])
+            for record, value in zip(table.rows, probabilities, strict=True):
+                writer.writerow([*record, _format_probability(value)])
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _format_probability(value: np.floating | float) -> str:
+    """Shortest decimal that reads back as the same float32."""
+    return str(np.float32(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _number(text: str) -> float:
+    """Argparse type for a feature value."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _positive_int(text: str) -> int:
+    """Argparse type for counts."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """Argparse type for seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def build_parser(contract: FeatureContract | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser (one ``--NAME`` flag per contract feature for ``score-one``)."""
+    contract = contract or load_contract()
+    common = argparse.ArgumentParser(add_help=False)
+    server = common.add_argument_group("server")
+    server.add_argument(
+        "--url", help="host:port (default localhost:8000 for http, localhost:8001 for grpc)"
+    )
+    server.add_argument("--protocol", choices=PROTOCOLS, default="http")
+    server.add_argument("--model", default=DEFAULT_MODEL, help="ensemble name (%(default)s)")
+    server.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds per request and for connecting (%(default)s)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="python -m preprocess_ensemble.client",
+        description="Score credit applicants with the credit_scoring Triton ensemble.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    one = commands.add_parser(
+        "score-one",
+        parents=[common],
+        help="score one applicant (JSON object or one flag per feature)",
+        description="Score one applicant given as a JSON object or as --NAME VALUE flags "
+        "(all 23 contract features).",
+    )
+    source = one.add_mutually_exclusive_group()
+    source.add_argument("--json", dest="json_text", metavar="OBJECT", help="JSON object")
+    source.add_argument("--json-file", type=Path, metavar="PATH", help="file with a JSON object")
+    one.add_argument("--output-json", action="store_true", help="print a JSON object")
+    flags = one.add_argument_group("features (all required unless --json/--json-file)")
+    for name, spec in zip(contract.names, contract.spec["features"], strict=True):
+        flags.add_argument(
+            f"--{name}",
+            dest=f"feature:{name}",
+            type=_number,
+            metavar="X",
+            help=spec.get("description", "").replace("%", "%%"),
+        )
+
+    many = commands.add_parser(
+        "score-csv",
+        parents=[common],
+        help="score every row of a CSV file",
+        description="Score a CSV with a header (the 23 features, optional ID and target "
+        "columns); write its rows plus a probability column in the same order.",
+    )
+    many.add_argument("input", type=Path, metavar="INPUT.csv")
+    many.add_argument("output", type=Path, metavar="OUTPUT.csv")
+    many.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        help="rows per request, at most the model's max_batch_size (%(default)s)",
+    )
+    many.add_argument(
+        "--concurrency", type=_positive_int, default=1, help="requests in flight (%(default)s)"
+    )
+    many.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+    return parser
+
+
+def _applicant_from_args(args: argparse.Namespace, contract: FeatureContract) -> dict[str, Any]:
+    """Collect the applicant from --json, --json-file or the per-feature flags."""
+    flags = {n: getattr(args, f"feature:{n}") for n in contract.names}
+    given = {n: v for n, v in flags.items() if v is not None}
+    if args.json_text is None and args.json_file is None:
+        return given
+    if given:
+        raise InputError(
+            f"give the applicant either as JSON or as flags, not both (flags: {', '.join(given)})"
+        )
+    try:
+        text = args.json_text if args.json_file is None else args.json_file.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read {args.json_file}: {exc}") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"expected a JSON object of feature values, got {type(values).__name__}")
+    return values
+
+
+def _score_one(args: argparse.Namespace, contract: FeatureContract) -> int:
+    values = _applicant_from_args(args, contract)
+    row = applicant_from_mapping(values, contract)
+    with CreditScoringClient(
+        args.url, args.protocol, model=args.model, timeout=args.timeout, contract=contract
+    ) as client:
+        probability = client.score(row)[0]
+    if args.output_json:
+        payload: dict[str, Any] = {"model": args.model}
+        id_column = contract.spec.get("id_column")
+        if id_column in values:
+            payload[id_column] = values[id_column]
+        payload["probability"] = float(_format_probability(probability))
+        print(json.dumps(payload))
+    else:
+        print(_format_probability(probability))
+    return EXIT_OK
+
+
+def _score_csv(args: argparse.Namespace, contract: FeatureContract) -> int:
+    from tqdm import tqdm
+
+    table = read_csv(args.input, contract)
+    if OUTPUT_NAME in table.header:
+        raise InputError(f"{args.input} already has a {OUTPUT_NAME!r} column")
+    started = time.monotonic()
+    with CreditScoringClient(
+        args.url,
+        args.protocol,
+        model=args.model,
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+        contract=contract,
+    ) as client:
+        if args.batch_size > client.max_batch_size:
+            raise InputError(
+                f"--batch-size {args.batch_size} exceeds the max_batch_size "
+                f"{client.max_batch_size} of model {args.model!r}"
+            )
+        disable = None if args.progress is None else not args.progress
+        with tqdm(total=len(table.rows), unit="row", desc="scoring", disable=disable) as bar:
+            probabilities = client.score(
+                table.features, batch_size=args.batch_size, check=False, on_batch=bar.update
+            )
+    write_csv(args.output, table, probabilities, OUTPUT_NAME)
+    seconds = time.monotonic() - started
+    print(
+        f"scored {len(table.rows)} rows in {seconds:.2f}s "
+        f"({len(table.rows) / max(seconds, 1e-9):.0f} rows/s) -> {args.output}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 2 bad input or rejected request, 1 failure)."""
+    contract = load_contract()
+    args = build_parser(contract).parse_args(argv)
+    command = _score_one if args.command == "score-one" else _score_csv
+    try:
+        return command(args, contract)
+    except (InputError, ContractViolation) as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ScoringError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT if exc.client_error else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
