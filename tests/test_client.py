@@ -278,7 +278,9 @@ def test_all_invalid_values_are_counted(tmp_path: Path, data_rows: list[dict[str
     for row in rows[3:6]:
         row[header.index("EDUCATION")] = "9"
     path = _write_rows(tmp_path / "in.csv", header, rows)
-    with pytest.raises(InputError, match=r"data row 4 .* \(3 invalid values in 3 row\(s\) in all\)"):
+    with pytest.raises(
+        InputError, match=r"data row 4 .* \(3 invalid values in 3 row\(s\) in all\)"
+    ):
         read_csv(path, CONTRACT)
 
 
