@@ -38,6 +38,7 @@ from export.data import Dataset
 from export.publish import sha256_file
 from export.quantize import quantize
 from export.train import AveragedMLP, CreditMLP
+from export.validate import session
 from preprocess_ensemble.features import Standardizer
 
 REPORTS_DIR = ROOT / "reports"
@@ -84,15 +85,6 @@ def torch_from_onnx(fp32_path: str | Path, card: dict) -> AveragedMLP:
     model = AveragedMLP(members)
     model.load_state_dict(weights, strict=True)
     return model.eval()
-
-
-def ort_session(path: str | Path, threads: int) -> ort.InferenceSession:
-    """A CPU session with ``threads`` intra-op threads."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _torch_runner(model: AveragedMLP) -> Callable[[np.ndarray], np.ndarray]:
@@ -186,7 +178,7 @@ def _bench(
     torch.set_num_threads(1)
     with torch.inference_mode():
         p_torch = model(torch.from_numpy(x_all)).numpy()
-    p_onnx = ort_session(REFERENCE_FP32, 1).run(None, {ONNX_INPUT: x_all})[0]
+    p_onnx = session(REFERENCE_FP32, 1).run(None, {ONNX_INPUT: x_all})[0]
     torch_diff = float(np.abs(p_torch - p_onnx).max())
     if torch_diff > MAX_TORCH_DIFF:
         raise RuntimeError(
@@ -211,7 +203,7 @@ def _bench(
         for threads in thread_counts:
             runners[TORCH, threads] = _torch_runner(model)
             for name, path in files.items():
-                runners[name, threads] = _ort_runner(ort_session(path, threads))
+                runners[name, threads] = _ort_runner(session(path, threads))
         engines = [TORCH, *files]
         samples = _measure(
             runners, engines, thread_counts, batches, repeats, target_seconds, progress

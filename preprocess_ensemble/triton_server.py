@@ -361,11 +361,10 @@ class TritonServer:
                 )
             if self._health(check) == 200:
                 return
-            failed = self._failed_models() if check == "ready" else []
-            if failed:  # with --model-control-mode=none loading is over once the server is live
+            if check == "ready" and self._loading_is_over():
                 raise TritonServerError(
-                    "tritonserver is live but will not become ready, models failed to load:\n"
-                    + "\n".join(failed)
+                    "tritonserver is live but will not become ready, model loading failed:\n"
+                    + "\n".join(self._load_errors())
                 )
             if time.monotonic() > deadline:
                 raise TritonServerError(
@@ -375,19 +374,26 @@ class TritonServer:
                 )
             time.sleep(0.1)
 
-    def _failed_models(self) -> list[str]:
-        """Return ``name:version: reason`` of UNAVAILABLE models once the server is live."""
-        if self._health("live") != 200 or "--model-control-mode=none" not in self.command():
-            return []
+    def _loading_is_over(self) -> bool:
+        """True once live under --model-control-mode=none: Triton loads every model first."""
+        return "--model-control-mode=none" in self.command() and self._health("live") == 200
+
+    def _load_errors(self) -> list[str]:
+        """UNAVAILABLE models with their reasons, else the log's model-loading error lines."""
         try:
             models = self.models()
         except (OSError, ValueError):
-            return []
-        return [
+            models = []
+        errors = [
             f"  {m['name']}:{m.get('version', '')}: {m.get('reason', '')}"
             for m in models
             if m.get("state") == "UNAVAILABLE"
         ]
+        if not errors:  # e.g. an ensemble whose version folder is missing is not in the index
+            log = self.log_path.read_text(errors="replace") if self.log_path else ""
+            lines = log.splitlines()
+            errors = [f"  {line}" for line in lines if line.startswith("E") and "load" in line]
+        return errors or [f"  see {self.log_path}"]
 
     def wait_live(self, timeout: float = 60.0) -> None:
         """Block until ``/v2/health/live`` is 200 (models may still be loading or broken)."""

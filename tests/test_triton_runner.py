@@ -274,7 +274,8 @@ def test_broken_models_keep_server_live_but_not_ready(broken_server: TritonServe
 
 def test_wait_ready_fails_fast_with_reasons(broken_server: TritonServer) -> None:
     started = time.monotonic()
-    with pytest.raises(TritonServerError, match=r"failed to load:\n(.|\n)*corrupt:1: .*cannot"):
+    expected = r"model loading failed:\n(.|\n)*corrupt:1: .*cannot"
+    with pytest.raises(TritonServerError, match=expected):
         broken_server.wait_ready(timeout=60)
     assert time.monotonic() - started < 5
 
