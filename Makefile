@@ -15,8 +15,11 @@ PYTEST_ARGS ?=
 
 .PHONY: help install test model validate bench lint format serve split lock clean
 
+# Feature areas (deployment, infrastructure, drift, load tests) add their targets in mk/*.mk.
+-include mk/*.mk
+
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
