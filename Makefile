@@ -6,14 +6,14 @@ PYTHON_BIN ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= serve,train,dev
+EXTRAS ?= serve,train,drift,dev
 
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 
-.PHONY: help install test model validate bench lint format serve split lock clean
+.PHONY: help install test model validate publish-sources bench lint format serve split lock clean
 
 # Feature areas (deployment, infrastructure, drift, load tests) add their targets in mk/*.mk.
 -include mk/*.mk
@@ -37,6 +37,9 @@ model: $(STAMP) ## Retrain -> ONNX -> static INT8 -> validation gate -> publish 
 
 validate: $(STAMP) ## Run the validation gate on the committed artifacts
 	$(PY) -m export validate
+
+publish-sources: $(STAMP) ## Copy contract, features.py, capture.py into model_repository/; refresh card hashes
+	$(PY) -m export publish-sources
 
 bench: $(STAMP) ## PyTorch eager vs ONNX Runtime FP32 vs INT8 latency, one table
 	$(PY) -m export bench

@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     model.add_argument("--quantization", choices=MODES, default=QuantizeConfig().mode)
     model.add_argument("--no-publish", action="store_true", help="run the gate, publish nothing")
     commands.add_parser("validate", help="run the validation gate on the committed artifacts")
+    commands.add_parser(
+        "publish-sources",
+        help="copy the contract, features.py and capture.py into model_repository/ and "
+        "refresh the model card's hashes (no retraining)",
+    )
     bench = commands.add_parser("bench", help="PyTorch vs ONNX Runtime FP32/INT8 latency")
     bench.add_argument("--repeats", type=int, default=5, help="timed rounds per configuration")
     check = commands.add_parser("check-csv", help="check a CSV/XLS file against the contract")
@@ -39,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
             report = validate_published()
             print(format_report(report))
             return 0 if report.passed else 1
+        if args.command == "publish-sources":
+            from export.publish import publish_sources
+
+            print("refreshed:\n  " + "\n  ".join(publish_sources()["artifacts"]))
+            return 0
         if args.command == "bench":
             from export.bench import run_bench
 

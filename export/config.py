@@ -10,6 +10,7 @@ DATA_CSV = ROOT / "data" / "default_of_credit_card_clients.csv.gz"
 SPLIT_JSON = ROOT / "data" / "split.json"
 CONTRACT_JSON = ROOT / "preprocess_ensemble" / "feature_contract.json"
 FEATURES_PY = ROOT / "preprocess_ensemble" / "features.py"
+CAPTURE_PY = ROOT / "drift" / "capture.py"
 MODEL_REPOSITORY = ROOT / "model_repository"
 BUILD_DIR = ROOT / "build"  # intermediate artifacts, not committed
 
@@ -23,6 +24,7 @@ PREPROCESS_DIR = MODEL_REPOSITORY / "preprocess" / "1"
 PUBLISHED_CONTRACT = PREPROCESS_DIR / "feature_contract.json"
 PUBLISHED_SCALER = PREPROCESS_DIR / "scaler.json"
 PUBLISHED_FEATURES_PY = PREPROCESS_DIR / "features.py"
+PUBLISHED_CAPTURE_PY = PREPROCESS_DIR / "capture.py"
 
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "probability"

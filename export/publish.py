@@ -11,15 +11,22 @@ from importlib import metadata
 from pathlib import Path
 
 from export.config import (
+    CAPTURE_PY,
     CONTRACT_JSON,
     FEATURES_PY,
     MODEL_CARD_JSON,
     MODEL_CARD_MD,
+    PUBLISHED_CAPTURE_PY,
     PUBLISHED_CONTRACT,
     PUBLISHED_FEATURES_PY,
     ROOT,
 )
 
+PUBLISHED_SOURCES = {
+    CONTRACT_JSON: PUBLISHED_CONTRACT,
+    FEATURES_PY: PUBLISHED_FEATURES_PY,
+    CAPTURE_PY: PUBLISHED_CAPTURE_PY,
+}
 PACKAGES = ("torch", "onnx", "onnxruntime", "numpy", "scikit-learn", "pandas")
 
 
@@ -40,11 +47,19 @@ def relative(path: Path) -> str:
 
 
 def copy_published_sources() -> list[Path]:
-    """Copy the contract JSON and features.py into the preprocess model folder."""
+    """Copy the contract, features.py and capture.py into the preprocess model folder."""
     PUBLISHED_CONTRACT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CONTRACT_JSON, PUBLISHED_CONTRACT)
-    shutil.copyfile(FEATURES_PY, PUBLISHED_FEATURES_PY)
-    return [PUBLISHED_CONTRACT, PUBLISHED_FEATURES_PY]
+    for source, target in PUBLISHED_SOURCES.items():
+        shutil.copyfile(source, target)
+    return list(PUBLISHED_SOURCES.values())
+
+
+def publish_sources() -> dict:
+    """Refresh the published source copies and the model card's hashes, without retraining."""
+    published = copy_published_sources()
+    card = json.loads(MODEL_CARD_JSON.read_text())
+    paths = {ROOT / name for name in card.pop("artifacts")} | set(published)
+    return write_model_card(card, sorted(paths))
 
 
 def package_versions() -> dict[str, str]:

@@ -15,12 +15,11 @@ from onnx import TensorProto
 import export.pipeline
 from export.bench import MAX_TORCH_DIFF, run_bench, torch_from_onnx
 from export.config import (
-    CONTRACT_JSON,
-    FEATURES_PY,
     MODEL_CARD_JSON,
     ONNX_INPUT,
     ONNX_OPSET,
     ONNX_OUTPUT,
+    PUBLISHED_CAPTURE_PY,
     PUBLISHED_CONTRACT,
     PUBLISHED_FEATURES_PY,
     PUBLISHED_ONNX,
@@ -32,7 +31,7 @@ from export.config import (
 )
 from export.data import Dataset, load_dataset, make_split, read_split
 from export.pipeline import build_model, calibration_rows, load_parts, validate_published
-from export.publish import sha256_file
+from export.publish import PUBLISHED_SOURCES, sha256_file
 from export.quantize import quantize
 from export.validate import GateReport, run_gate, score, session
 from preprocess_ensemble.features import FeatureContract, Standardizer
@@ -99,6 +98,7 @@ def test_model_card_hashes_match_the_files(card: dict) -> None:
         PUBLISHED_SCALER,
         PUBLISHED_CONTRACT,
         PUBLISHED_FEATURES_PY,
+        PUBLISHED_CAPTURE_PY,
     }
     assert set(card["artifacts"]) == {p.relative_to(ROOT).as_posix() for p in expected}
     for name, digest in card["artifacts"].items():
@@ -176,9 +176,10 @@ def test_gate_accepts_static_quantization(
         assert sha256_file(int8) == sha256_file(PUBLISHED_ONNX)  # quantization is deterministic
 
 
-def test_published_preprocess_sources_are_byte_identical() -> None:
-    assert PUBLISHED_FEATURES_PY.read_bytes() == FEATURES_PY.read_bytes()
-    assert PUBLISHED_CONTRACT.read_bytes() == CONTRACT_JSON.read_bytes()
+@pytest.mark.parametrize("source", sorted(PUBLISHED_SOURCES), ids=lambda p: p.name)
+def test_published_preprocess_sources_are_byte_identical(source: Path) -> None:
+    """The copies Triton loads from model_repository/ are current (`make publish-sources`)."""
+    assert PUBLISHED_SOURCES[source].read_bytes() == source.read_bytes()
 
 
 # --- the split ---------------------------------------------------------------------------------

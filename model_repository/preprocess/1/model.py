@@ -1,8 +1,8 @@
 """Triton python step: validate raw applicants against the contract, then standardize them.
 
-A thin adapter over ``features.py`` (published here from preprocess_ensemble/). All requests of a
-dynamic batch are checked and scaled in one vectorized pass; each request is answered on its own,
-so a bad request gets an error naming row, feature and rule while its batch-mates are scored.
+A thin adapter over ``features.py`` and ``capture.py`` (published copies). A dynamic batch is
+checked and scaled in one vectorized pass; a bad request gets an error naming row, feature and
+rule while its batch-mates are scored. ``capture_dir`` set: accepted rows are sampled to files.
 """
 
 import json
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from capture import COUNTS, Capture, CaptureSettings, model_id
 from features import FeatureContract, Standardizer
 
 
@@ -17,7 +18,7 @@ class TritonPythonModel:
     """The ``preprocess`` model of the ``credit_scoring`` ensemble."""
 
     def initialize(self, args: dict) -> None:
-        """Load the contract and the scaler named by the config's parameters."""
+        """Load the contract and the scaler named by the config's parameters; start capture."""
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = Path(args["model_repository"]) / args["model_version"]
@@ -27,6 +28,18 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException("scaler.json features differ from the contract")
         output = pb_utils.get_output_config_by_name(config, "standardized_features")
         self.output_dtype = pb_utils.triton_string_to_numpy(output["data_type"])
+        self.capture, settings = None, CaptureSettings.from_params(params)
+        if settings is not None:
+            self.family = pb_utils.MetricFamily(
+                name="credit_capture_events_total",
+                description="Payload capture of the preprocess step: rows and rejected requests",
+                kind=pb_utils.MetricFamily.COUNTER,
+            )
+            self.counters = {k: self.family.Metric(labels={"event": k}) for k in COUNTS}
+            identity = model_id(folder / params["scaler_file"])
+            self.capture = Capture(
+                settings, args["model_version"], identity, pb_utils.Logger.log_warn, self._count
+            )
 
     def execute(self, requests: list) -> list:
         """Check and standardize every request of the batch in one pass."""
@@ -35,7 +48,7 @@ class TritonPythonModel:
         invalid = self.contract.invalid_mask(rows)
         bad_rows = invalid.any(axis=1)
         scaled = self.scaler.transform(rows).astype(self.output_dtype, copy=False)
-        responses, start = [], 0
+        responses, accepted, start = [], [], 0
         for batch in batches:
             stop = start + len(batch)
             if batch.shape[0] == 0:
@@ -47,8 +60,20 @@ class TritonPythonModel:
             else:
                 tensor = pb_utils.Tensor("standardized_features", scaled[start:stop])
                 responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
+                accepted.append(batch)
             start = stop
+        if self.capture is not None:
+            self.capture.record(accepted, rejected=len(batches) - len(accepted))
         return responses
+
+    def finalize(self) -> None:
+        """Write the captured rows still queued."""
+        if self.capture is not None:
+            self.capture.close()
+
+    def _count(self, deltas: dict[str, int]) -> None:
+        for name, value in deltas.items():
+            self.counters[name].increment(value)
 
     @staticmethod
     def _error(message: str) -> "pb_utils.InferenceResponse":
