@@ -776,3 +776,16 @@ def test_no_secrets_or_real_ids_committed() -> None:
     pattern = re.compile(r"(AQVN|YCAJ|YCM|t1\.)[A-Za-z0-9_\-]{20,}")
     for path in [*_iter_tf_files(), TFVARS_EXAMPLE, BACKEND_EXAMPLE]:
         assert not pattern.search(path.read_text()), f"{path.name} looks like it holds a credential"
+
+
+@requires_hcl2
+def test_service_node_ports_match_the_ports_terraform_opens(values: dict[str, Any]) -> None:
+    """The LoadBalancer Service's pinned NodePorts are the ones the security group opens."""
+    service = (ROOT / "k8s" / "base" / "service.yaml").read_text()
+    pinned = {
+        name: int(port)
+        for name, port in re.findall(
+            r"- name: (http|grpc)\n(?:[^\n]*\n)*?\s+nodePort: (\d+)", service
+        )
+    }
+    assert pinned == {k: int(v) for k, v in values["triton_node_ports"].items()}
