@@ -6,7 +6,7 @@ PYTHON_BIN ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= serve,train,drift,dev
+EXTRAS ?= serve,train,drift,loadtest,dev
 
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001

@@ -1,0 +1,1 @@
+"""Comparators for the serving benchmark; not part of the product."""

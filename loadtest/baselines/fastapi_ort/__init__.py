@@ -1,0 +1,1 @@
+"""The seed project's architecture (FastAPI + ONNX Runtime), kept only as a comparator."""

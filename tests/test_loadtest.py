@@ -1,0 +1,212 @@
+"""Load tests and the serving benchmark: the folded variant, the tools' parts, short real runs."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export.config import ROOT
+from export.fold_scaler import FOLDED_INPUT, fold_scaler
+from loadtest import perf_analyzer
+from loadtest.protocol import BadResponse, check_probabilities, http_binary_body, parse_http_binary
+from loadtest.repository import FOLDED, Variant, build_repository, read_config
+from loadtest.rows import holdout_rows
+from loadtest.run_locust import parse_run_time, read_stats
+
+TOLERANCE = 1e-6
+
+
+def need(*modules: str) -> None:
+    """Skip unless the loadtest extra is installed (found without importing: Locust patches ssl)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing and not os.environ.get("CI"):
+        pytest.skip(f"{', '.join(missing)} not installed (pip install -e '.[loadtest]')")
+
+
+def run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+# --- no server -------------------------------------------------------------------------------
+
+
+def test_holdout_rows_match_the_test_fixture(holdout) -> None:
+    np.testing.assert_array_equal(holdout_rows(), holdout)
+
+
+def test_folded_model_equals_the_ensemble_arithmetic_on_the_holdout(
+    tmp_path: Path, holdout, reference
+) -> None:
+    path = tmp_path / "folded.onnx"
+    fold_scaler(out_path=path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [FOLDED_INPUT]
+    folded = session.run(None, {FOLDED_INPUT: holdout})[0]
+    assert folded.shape == (len(holdout), 1)
+    assert float(np.abs(folded - reference.score(holdout)).max()) <= TOLERANCE
+    # The folded variant does not validate: a NaN feature is scored, not refused.
+    bad = holdout[:1].copy()
+    bad[0, 1] = np.nan
+    session.run(None, {FOLDED_INPUT: bad})
+
+
+def test_bench_repository_applies_a_variant_and_leaves_the_product_alone(tmp_path: Path) -> None:
+    product = read_config(ROOT / "model_repository" / "credit_model" / "config.pbtxt")
+    variant = Variant.parse("delay=0,model_delay=50,instances=2,preferred=4+16")
+    repository = build_repository(variant, dest=tmp_path / "repo")
+    model = read_config(repository / "credit_model" / "config.pbtxt")
+    preprocess = read_config(repository / "preprocess" / "config.pbtxt")
+    folded = read_config(repository / FOLDED / "config.pbtxt")
+    assert model.dynamic_batching.max_queue_delay_microseconds == 50
+    assert preprocess.dynamic_batching.max_queue_delay_microseconds == 0
+    assert list(model.dynamic_batching.preferred_batch_size) == [4, 16]
+    assert [g.count for g in preprocess.instance_group] == [2]
+    assert folded.input[0].name == FOLDED_INPUT and folded.name == FOLDED
+    assert all(set(w.inputs) == {FOLDED_INPUT} for w in folded.model_warmup)
+    assert (repository / FOLDED / "1" / "model.onnx").is_file()
+    assert read_config(ROOT / "model_repository" / "credit_model" / "config.pbtxt") == product
+    with pytest.raises(ValueError, match="unknown variant setting"):
+        Variant.parse("delays=0")
+    labelled = Variant.parse("fast:pre_delay=0,features=/x/features.py")
+    assert labelled.name == "fast" and labelled.preprocess_delay_us == 0
+    assert labelled.features == Path("/x/features.py") and labelled.delay_us is None
+    assert Variant.parse("product") == Variant()
+
+
+def test_binary_request_and_response_checks() -> None:
+    rows = np.arange(46, dtype=np.float32).reshape(2, 23)
+    body, header_length = http_binary_body(rows)
+    header = json.loads(body[:header_length])
+    assert header["inputs"][0]["shape"] == [2, 23]
+    assert np.array_equal(np.frombuffer(body[header_length:], dtype=np.float32), rows.ravel())
+    answer = b'{"outputs":[]}' + np.array([0.25, 1.0], dtype=np.float32).tobytes()
+    assert parse_http_binary(answer, 14, 2).tolist() == [0.25, 1.0]
+    for values, n in (([0.5], 2), ([0.5, 1.5], 2), ([np.nan, 0.1], 2), ([-0.1, 0.1], 2)):
+        with pytest.raises(BadResponse):
+            check_probabilities(np.array(values, dtype=np.float32), n)
+
+
+def test_run_time_and_stats_parsing(tmp_path: Path) -> None:
+    assert [parse_run_time(t) for t in ("45", "30s", "2m", "1h30m")] == [45, 30, 120, 5400]
+    with pytest.raises(ValueError):
+        parse_run_time("soon")
+    broken = tmp_path / "broken_stats.csv"
+    broken.write_text("Type,Name\nPOST,x\n")
+    with pytest.raises(ValueError):
+        read_stats(broken)
+
+
+def test_perf_analyzer_placeholder_and_glibc_detection(monkeypatch, tmp_path: Path) -> None:
+    major, minor = perf_analyzer.glibc_version()
+    assert major >= 2, "this project runs on glibc"
+    monkeypatch.delenv("PERF_ANALYZER", raising=False)
+    monkeypatch.setattr(perf_analyzer, "CACHE", tmp_path)  # no fetched runtime
+    monkeypatch.setattr(perf_analyzer, "wheel_binary", lambda: None)  # the 0.1.0 placeholder
+    with pytest.raises(perf_analyzer.Unavailable, match="glibc"):
+        perf_analyzer.find_command()
+    options = " ".join(perf_analyzer.apt_options(tmp_path / "apt"))
+    assert "/etc/apt" not in options and "/var/lib" not in options
+
+
+# --- against a real local Triton --------------------------------------------------------------
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_short_locust_run_has_zero_failures_and_well_formed_csvs(triton, tmp_path: Path) -> None:
+    need("locust")
+    out = tmp_path / "locust"
+    done = run(
+        [
+            sys.executable, "-m", "loadtest.run_locust", f"--host=http://{triton.http_url}",
+            f"--grpc-host={triton.grpc_url}", "--users=4", "--spawn-rate=4", "--run-time=5s",
+            "--batch-rows=64", f"--out={out}",
+        ],
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = read_stats(out / "locust_stats.csv")
+    names = {r["Name"] for r in rows}
+    assert {"http single", "grpc single"} <= names, names
+    total = int(rows[-1]["Request Count"])
+    if total > 400:  # 1 in 10 requests is a batch: with this many, both kinds must show up
+        assert {"http batch 64", "grpc batch 64"} <= names, names
+    assert names <= {"http single", "grpc single", "http batch 64", "grpc batch 64", "Aggregated"}
+    assert all(r["Failure Count"] == "0" for r in rows), rows
+    assert total > 20
+    with open(out / "locust_stats_history.csv", newline="") as handle:
+        assert list(csv.DictReader(handle)), "empty history"
+    assert (out / "locust.html").stat().st_size > 1000
+
+
+@pytest.mark.triton
+def test_load_generator_counts_every_failed_request(triton, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.npy"
+    np.save(rows, holdout_rows()[:64])
+    for engine, url in (("http", triton.http_url), ("grpc", triton.grpc_url)):
+        base = [sys.executable, "-m", "loadtest.loadgen", engine, f"--url={url}", f"--rows={rows}"]
+        timing = ["--duration=1.5", "--warmup=0.2", "--concurrency=2"]
+        done = run([*base, *timing], timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        good = json.loads(done.stdout)
+        assert good["errors"] == 0 and good["requests"] > 0, good
+        bad = json.loads(run([*base, *timing, "--model=no_such_model"], timeout=60).stdout)
+        assert bad["requests"] == 0 and bad["errors"] > 0, bad
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_short_perf_analyzer_run(triton, tmp_path: Path) -> None:
+    try:
+        perf_analyzer.find_command()
+    except perf_analyzer.Unavailable as reason:
+        pytest.skip(str(reason))
+    out = tmp_path / "pa"
+    done = run(
+        [
+            sys.executable, "-m", "loadtest.perf_analyzer", "run", f"--url={triton.http_url}",
+            f"--grpc-url={triton.grpc_url}", "--concurrency", "2", "--interval-ms=400",
+            "--stability=1000",
+            "--require", f"--out={out}",
+        ],
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    with open(out / "summary.csv", newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    assert {(r["model"], r["protocol"]) for r in summary} == {
+        (m, p) for m in ("credit_scoring", "credit_model") for p in ("http", "grpc")
+    }
+    assert all(float(r["infer_per_s"]) > 0 for r in summary), summary
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_bench_serving_smoke_runs_end_to_end(tmp_path: Path) -> None:
+    need("fastapi", "uvicorn")
+    done = run(
+        [sys.executable, "-m", "loadtest.bench_serving", "--smoke", f"--out={tmp_path}"],
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = (tmp_path / "serving_benchmark.md").read_text()
+    for engine in ("in-process ORT", "Triton ensemble HTTP", "Triton ensemble gRPC",
+                   "Triton folded HTTP", "Triton folded gRPC", "FastAPI + ORT"):  # fmt: skip
+        assert f"| {engine} |" in report, engine
+    assert "## Ratios" in report and "queue µs" in report
+    cells = json.loads((tmp_path / "serving_benchmark.json").read_text())
+    assert all(
+        run["errors"] == 0 and run["requests"] > 0 for c in cells.values() for run in c["runs"]
+    )
+    assert "<svg" in (tmp_path / "serving_benchmark.html").read_text()
