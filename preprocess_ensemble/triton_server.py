@@ -361,7 +361,8 @@ class TritonServer:
                 )
             if self._health(check) == 200:
                 return
-            if check == "ready" and self._loading_is_over():
+            # Ask "ready" again after seeing "live": the first answer may predate the endpoint.
+            if check == "ready" and self._loading_is_over() and self._health("ready") != 200:
                 raise TritonServerError(
                     "tritonserver is live but will not become ready, model loading failed:\n"
                     + "\n".join(self._load_errors())
