@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from export.config import DATA_CSV, SPLIT_JSON, QuantizeConfig
+from export.config import DATA_CSV, PROTECTED_FROM_MODEL, SPLIT_JSON, QuantizeConfig, TrainConfig
 from export.quantize import MODES
 
 
@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     model = commands.add_parser("model", help="train -> ONNX -> INT8 -> gate -> publish")
     model.add_argument("--quantization", choices=MODES, default=QuantizeConfig().mode)
     model.add_argument("--no-publish", action="store_true", help="run the gate, publish nothing")
+    model.add_argument(
+        "--exclude-protected",
+        action="store_true",
+        help=f"keep {', '.join(PROTECTED_FROM_MODEL)} out of the model inputs (they stay in the "
+        "contract); writes reports/exclude_protected.json",
+    )
     commands.add_parser("validate", help="run the validation gate on the committed artifacts")
     commands.add_parser(
         "publish-sources",
@@ -36,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "split":
             return _split(args.check)
         if args.command == "model":
-            return _model(args.quantization, publish=not args.no_publish)
+            excluded = PROTECTED_FROM_MODEL if args.exclude_protected else ()
+            return _model(args.quantization, publish=not args.no_publish, excluded=excluded)
         if args.command == "validate":
             from export.pipeline import validate_published
             from export.validate import format_report
@@ -84,12 +91,16 @@ def _split(check: bool) -> int:
     return 0
 
 
-def _model(mode: str, publish: bool) -> int:
+def _model(mode: str, publish: bool, excluded: tuple[str, ...] = ()) -> int:
     from export.pipeline import PipelineError, build_model
     from export.validate import format_report
 
     try:
-        report, card = build_model(quantize_config=QuantizeConfig(mode=mode), publish=publish)
+        report, card = build_model(
+            train_config=TrainConfig(exclude_from_model=excluded),
+            quantize_config=QuantizeConfig(mode=mode),
+            publish=publish,
+        )
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

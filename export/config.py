@@ -11,6 +11,9 @@ SPLIT_JSON = ROOT / "data" / "split.json"
 CONTRACT_JSON = ROOT / "preprocess_ensemble" / "feature_contract.json"
 FEATURES_PY = ROOT / "preprocess_ensemble" / "features.py"
 CAPTURE_PY = ROOT / "drift" / "capture.py"
+DECISIONING_PY = ROOT / "preprocess_ensemble" / "decisioning.py"
+POLICY_JSON = ROOT / "preprocess_ensemble" / "decision_policy.json"
+REASON_CODES_JSON = ROOT / "preprocess_ensemble" / "reason_codes.json"
 MODEL_REPOSITORY = ROOT / "model_repository"
 BUILD_DIR = ROOT / "build"  # intermediate artifacts, not committed
 
@@ -25,6 +28,9 @@ PUBLISHED_CONTRACT = PREPROCESS_DIR / "feature_contract.json"
 PUBLISHED_SCALER = PREPROCESS_DIR / "scaler.json"
 PUBLISHED_FEATURES_PY = PREPROCESS_DIR / "features.py"
 PUBLISHED_CAPTURE_PY = PREPROCESS_DIR / "capture.py"
+DECISION_DIR = MODEL_REPOSITORY / "decision" / "1"
+PUBLISHED_CALIBRATION = DECISION_DIR / "calibration.json"
+PUBLISHED_DECISION_SCALER = DECISION_DIR / "scaler.json"
 
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "probability"
@@ -56,6 +62,8 @@ class TrainConfig:
     positive_weight: float = 1.0  # class weight on defaults in the BCE loss
     torch_threads: int = 1  # fixed so float reduction order (and so the weights) never varies
     amount_transform: str = "signed_log1p"  # applied to LIMIT_BAL, BILL_AMTx, PAY_AMTx
+    # Features kept in the request contract (checks, drift, audit) but not shown to the model.
+    exclude_from_model: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """Plain dict for the model card."""
@@ -71,6 +79,12 @@ class GateConfig:
     max_auc_drop: float = 0.003
     max_batch_variation: float = 1e-6
     invariance_batch_size: int = 1024
+    max_calibration_brier_increase: float = 0.0  # calibration must not worsen holdout Brier
+    min_adverse_impact_ratio: float = 0.8  # four-fifths rule on approval rates
+    min_audit_group_rows: int = 100  # smaller holdout groups are reported, not gated
+
+
+PROTECTED_FROM_MODEL = ("SEX", "MARRIAGE")  # `python -m export model --exclude-protected`
 
 
 @dataclass(frozen=True)

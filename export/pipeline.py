@@ -9,13 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from export.calibrate import calibration_report, fit_platt, write_calibration
 from export.config import (
     BUILD_DIR,
     CONTRACT_JSON,
     DATA_CSV,
     MODEL_CARD_JSON,
-    PUBLISHED_CONTRACT,
-    PUBLISHED_FEATURES_PY,
+    POLICY_JSON,
+    PUBLISHED_CALIBRATION,
+    PUBLISHED_DECISION_SCALER,
     PUBLISHED_ONNX,
     PUBLISHED_SCALER,
     REFERENCE_FP32,
@@ -28,6 +30,7 @@ from export.config import (
 from export.data import Dataset, load_dataset, read_split, split_datasets
 from export.onnx_export import export_onnx, torch_probabilities
 from export.publish import (
+    PUBLISHED_SOURCES,
     copy_published_sources,
     package_versions,
     relative,
@@ -37,9 +40,12 @@ from export.publish import (
 )
 from export.quantize import quantize
 from export.validate import GateReport, run_gate, score, session
+from preprocess_ensemble.decisioning import Calibration, Policy
 from preprocess_ensemble.features import FeatureContract, Standardizer
 
 MAX_EXPORT_DIFF = 1e-5
+# What `python -m export model --exclude-protected` measured; the model card quotes it.
+PROTECTED_REPORT = ROOT / "reports" / "exclude_protected.json"
 
 
 class PipelineError(RuntimeError):
@@ -94,6 +100,14 @@ def build_model(
     )
     scaler_path = build_dir / "scaler.json"
     result.standardizer.to_json(scaler_path)
+    int8 = session(int8_path)
+    validation = parts["validation"]
+    calibration = fit_platt(
+        score(int8, result.standardizer.transform(validation.features)), validation.target
+    )
+    calibration_path = write_calibration(
+        calibration, len(validation.ids), build_dir / "calibration.json"
+    )
     report = run_gate(
         int8_path,
         fp32_path,
@@ -102,22 +116,87 @@ def build_model(
         parts["holdout"].features,
         parts["holdout"].target,
         gate_config,
+        calibration,
     )
     report.metrics["max_abs_diff_fp32_vs_torch"] = export_diff
+    calibrated = {
+        "method": "platt",
+        "a": calibration.a,
+        "b": calibration.b,
+        "fitted_on": f"validation split ({len(validation.ids)} rows), INT8 probabilities",
+        "holdout": calibration_report(
+            calibration,
+            score(int8, result.standardizer.transform(parts["holdout"].features)),
+            parts["holdout"].target,
+        ),
+    }
+    if train_config.exclude_from_model:
+        write_protected_report(report, train_config, result.validation_auc)
     card = {}
     if report.passed and publish:
         for source, target in (
             (int8_path, PUBLISHED_ONNX),
             (fp32_path, REFERENCE_FP32),
             (scaler_path, PUBLISHED_SCALER),
+            (scaler_path, PUBLISHED_DECISION_SCALER),
+            (calibration_path, PUBLISHED_CALIBRATION),
         ):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-        published = [PUBLISHED_ONNX, REFERENCE_FP32, PUBLISHED_SCALER, *copy_published_sources()]
-        card = write_model_card(
-            model_card(report, split, result, train_config, quantize_config, gate_config), published
-        )
+        published = [
+            PUBLISHED_ONNX,
+            REFERENCE_FP32,
+            PUBLISHED_SCALER,
+            PUBLISHED_DECISION_SCALER,
+            PUBLISHED_CALIBRATION,
+            *copy_published_sources(),
+        ]
+        card = model_card(report, split, result, train_config, quantize_config, gate_config)
+        card = write_model_card({**card, "calibration": calibrated}, published)
     return report, card
+
+
+def write_protected_report(report: GateReport, train_config: TrainConfig, val_auc: float) -> None:
+    """Record the holdout figures of a model trained without ``exclude_from_model``."""
+    payload = {
+        "command": "python -m export model --exclude-protected --no-publish",
+        "excluded_from_model": list(train_config.exclude_from_model),
+        "validation_auc_ensemble": val_auc,
+        **{
+            k: report.metrics[k]
+            for k in ("auc_holdout_int8", "auc_holdout_fp32", "approval_rate")
+            if k in report.metrics
+        },
+        "min_adverse_impact_ratio": report.metrics["min_adverse_impact_ratio"],
+        "gate_passed": report.passed,
+    }
+    PROTECTED_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    PROTECTED_REPORT.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def protected_attributes(report: GateReport, train_config: TrainConfig) -> dict:
+    """The explicit choice about SEX and MARRIAGE as model inputs, with its measured AUC cost."""
+    excluded = list(train_config.exclude_from_model)
+    section: dict = {"excluded_from_model": excluded}
+    if PROTECTED_REPORT.exists() and not excluded:
+        alternative = json.loads(PROTECTED_REPORT.read_text())
+        cost = report.metrics["auc_holdout_int8"] - alternative["auc_holdout_int8"]
+        section["alternative"] = {**alternative, "auc_cost_of_excluding": cost}
+    section["choice"] = (
+        (
+            f"{', '.join(excluded)} are kept in the request contract (validated, captured for "
+            "drift, audited) but the model sees a constant for them."
+        )
+        if excluded
+        else (
+            "SEX and MARRIAGE are model inputs. Under ECOA/Regulation B they may not be used "
+            "to decide credit, and they must never be given as adverse-action reasons: a "
+            "lender would publish the model trained with --exclude-protected (measured in "
+            "'alternative'). This reference keeps them so that its network stays the one "
+            "published before decisioning was added; the fairness audit reports both."
+        )
+    )
+    return section
 
 
 def model_card(report, split, result, train_config, quantize_config, gate_config) -> dict:
@@ -172,10 +251,18 @@ def model_card(report, split, result, train_config, quantize_config, gate_config
         "gate": {**asdict(gate_config), "passed": report.passed},
         "metrics": report.metrics,
         "reliability": report.reliability,
+        "decision_policy": json.loads(POLICY_JSON.read_text()),
+        "fairness_audit": report.audit,
+        "protected_attributes": protected_attributes(report, train_config),
         "limitations": [
             "Trained on Taiwanese card clients in 2005; expect drift on any other population.",
-            "SEX, MARRIAGE and AGE are model inputs; review fair-lending rules before use.",
-            "The probability is not calibrated beyond what the training loss gives.",
+            "AGE and EDUCATION are model inputs, and SEX and MARRIAGE unless trained with "
+            "--exclude-protected; review fair-lending rules before use.",
+            "The approval rates and adverse impact ratios depend on the policy cut-offs: "
+            "re-run the audit (python -m export validate) for every policy version.",
+            "While SEX and MARRIAGE are model inputs their reason codes (R02, R04) rank among "
+            "an applicant's top four often; they are prohibited bases under ECOA/Regulation B "
+            "and must not reach an adverse-action notice (publish the --exclude-protected model).",
         ],
         "packages": package_versions(),
     }
@@ -193,6 +280,8 @@ def validate_published(gate_config: GateConfig = GateConfig()) -> GateReport:
         parts["holdout"].features,
         parts["holdout"].target,
         gate_config,
+        Calibration.from_json(PUBLISHED_CALIBRATION),
+        Policy.from_json(POLICY_JSON),
     )
     card = json.loads(MODEL_CARD_JSON.read_text())
     for name, expected in card["artifacts"].items():
@@ -206,7 +295,8 @@ def validate_published(gate_config: GateConfig = GateConfig()) -> GateReport:
             report.failures.append(
                 f"metric {name}: measured {value:.6g}, model card says {card['metrics'][name]:.6g}"
             )
-    for copy in (PUBLISHED_CONTRACT, PUBLISHED_FEATURES_PY):
+    copies = [target for _, target in PUBLISHED_SOURCES]
+    for copy in [*copies, PUBLISHED_DECISION_SCALER, PUBLISHED_CALIBRATION]:
         if relative(copy) not in card["artifacts"]:
             report.failures.append(f"{relative(copy)} is missing from the model card")
     return report

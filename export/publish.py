@@ -13,20 +13,30 @@ from pathlib import Path
 from export.config import (
     CAPTURE_PY,
     CONTRACT_JSON,
+    DECISION_DIR,
+    DECISIONING_PY,
     FEATURES_PY,
     MODEL_CARD_JSON,
     MODEL_CARD_MD,
+    POLICY_JSON,
     PUBLISHED_CAPTURE_PY,
     PUBLISHED_CONTRACT,
     PUBLISHED_FEATURES_PY,
+    REASON_CODES_JSON,
     ROOT,
 )
 
-PUBLISHED_SOURCES = {
-    CONTRACT_JSON: PUBLISHED_CONTRACT,
-    FEATURES_PY: PUBLISHED_FEATURES_PY,
-    CAPTURE_PY: PUBLISHED_CAPTURE_PY,
-}
+# (project source, published copy): the Triton python steps load the copies, byte-identical.
+PUBLISHED_SOURCES: tuple[tuple[Path, Path], ...] = (
+    (CONTRACT_JSON, PUBLISHED_CONTRACT),
+    (FEATURES_PY, PUBLISHED_FEATURES_PY),
+    (CAPTURE_PY, PUBLISHED_CAPTURE_PY),
+    (CONTRACT_JSON, DECISION_DIR / CONTRACT_JSON.name),
+    (FEATURES_PY, DECISION_DIR / FEATURES_PY.name),
+    (DECISIONING_PY, DECISION_DIR / DECISIONING_PY.name),
+    (POLICY_JSON, DECISION_DIR / POLICY_JSON.name),
+    (REASON_CODES_JSON, DECISION_DIR / REASON_CODES_JSON.name),
+)
 PACKAGES = ("torch", "onnx", "onnxruntime", "numpy", "scikit-learn", "pandas")
 
 
@@ -47,11 +57,11 @@ def relative(path: Path) -> str:
 
 
 def copy_published_sources() -> list[Path]:
-    """Copy the contract, features.py and capture.py into the preprocess model folder."""
-    PUBLISHED_CONTRACT.parent.mkdir(parents=True, exist_ok=True)
-    for source, target in PUBLISHED_SOURCES.items():
+    """Copy every PUBLISHED_SOURCES file into its model folder; return the copies."""
+    for source, target in PUBLISHED_SOURCES:
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-    return list(PUBLISHED_SOURCES.values())
+    return [target for _, target in PUBLISHED_SOURCES]
 
 
 def publish_sources() -> dict:
@@ -113,6 +123,7 @@ def render_markdown(card: dict) -> str:
         f"| {r['observed_default_rate']:.3f} |"
         for r in card["reliability"]
     ]
+    lines += decisioning_markdown(card)
     lines += ["", "## Limitations", *[f"- {item}" for item in card["limitations"]]]
     lines += ["", "## Artifacts (sha256)", "| file | sha256 |", "| --- | --- |"]
     lines += [f"| `{k}` | `{v}` |" for k, v in card["artifacts"].items()]
@@ -120,3 +131,69 @@ def render_markdown(card: dict) -> str:
     lines += ["```", "", "## Package versions", "```json", json.dumps(card["packages"], indent=2)]
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def decisioning_markdown(card: dict) -> list[str]:
+    """Calibration, decision policy, fairness audit and the protected-attribute choice."""
+    lines: list[str] = []
+    if "calibration" in card:
+        c, h = card["calibration"], card["calibration"]["holdout"]
+        lines += [
+            "",
+            "## Calibration (served as `pd`)",
+            f"{c['method'].capitalize()} scaling, pd = sigmoid(a * logit(p) + b) with "
+            f"a = {c['a']:.6f}, b = {c['b']:.6f}, fitted on the {c['fitted_on']} "
+            "(`decision/1/calibration.json`).",
+            "",
+            "| holdout | before | after |",
+            "| --- | --- | --- |",
+            f"| Brier score | {h['brier_before']:.5f} | {h['brier_after']:.5f} |",
+            f"| expected calibration error (10 bins) | {h['ece_before']:.4f} "
+            f"| {h['ece_after']:.4f} |",
+        ]
+    if "decision_policy" in card:
+        p = card["decision_policy"]
+        s, cut = p["scorecard"], p["cutoffs"]
+        lines += [
+            "",
+            f"## Decision policy `{p['id']}@{p['version']}`",
+            f"score = offset + factor * ln(odds of good), factor = {s['pdo']} / ln 2, "
+            f"{s['base_points']} points at {s['base_odds_good_to_bad']}:1; approve from "
+            f"{cut['approve_from']}, decline below {cut['decline_below']}, refer in between "
+            f"(`preprocess_ensemble/decision_policy.json`). Holdout approval rate "
+            f"{card['metrics']['approval_rate']:.3f}.",
+        ]
+    if "fairness_audit" in card:
+        gate = card["gate"]
+        lines += [
+            "",
+            "## Fairness audit (holdout, calibrated PD, policy above)",
+            f"Adverse impact ratio (AIR) = a group's approval rate / the highest approval rate of "
+            f"its attribute. The gate fails below {gate['min_adverse_impact_ratio']} (four-fifths "
+            f"rule) for groups of at least {gate['min_audit_group_rows']} holdout rows; smaller "
+            "groups are reported, not gated.",
+            "",
+            "| attribute | group | rows | AUC | mean PD | default rate | approval rate | AIR |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in card["fairness_audit"]:
+            auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
+            air = f"{r['adverse_impact_ratio']:.3f}" + ("" if r["audited"] else " (not gated)")
+            lines.append(
+                f"| {r['attribute']} | {r['group']} | {r['rows']} | {auc} | {r['mean_pd']:.3f} "
+                f"| {r['default_rate']:.3f} | {r['approval_rate']:.3f} | {air} |"
+            )
+    if "protected_attributes" in card:
+        pa = card["protected_attributes"]
+        lines += ["", "## SEX and MARRIAGE as model inputs", pa["choice"]]
+        alt = pa.get("alternative")
+        if alt:
+            lines += [
+                "",
+                f"Measured with `{alt['command']}`: holdout AUC (INT8) "
+                f"{alt['auc_holdout_int8']:.4f} without {', '.join(alt['excluded_from_model'])}, "
+                f"{card['metrics']['auc_holdout_int8']:.4f} with them (AUC with minus without: "
+                f"{alt['auc_cost_of_excluding']:+.4f}); approval rate {alt['approval_rate']:.3f}, "
+                f"min AIR {alt['min_adverse_impact_ratio']:.3f}.",
+            ]
+    return lines

@@ -62,9 +62,20 @@ class TrainResult:
 
 
 def feature_transforms(contract: FeatureContract, config: TrainConfig) -> tuple[str, ...]:
-    """Per-feature transform: ``config.amount_transform`` on amounts, identity elsewhere."""
+    """Per-feature transform: ``config.amount_transform`` on amounts, identity elsewhere.
+
+    Features in ``config.exclude_from_model`` get ``drop``: the model sees a constant 0.
+    """
+    unknown = set(config.exclude_from_model) - set(contract.names)
+    if unknown:
+        raise ValueError(f"exclude_from_model names unknown features {sorted(unknown)}")
     return tuple(
-        config.amount_transform if kind in AMOUNT_KINDS else "identity" for kind in contract.kinds
+        "drop"
+        if name in config.exclude_from_model
+        else config.amount_transform
+        if kind in AMOUNT_KINDS
+        else "identity"
+        for name, kind in zip(contract.names, contract.kinds, strict=True)
     )
 
 

@@ -9,17 +9,21 @@ import numpy as np
 import onnxruntime as ort
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from export.config import ONNX_INPUT, GateConfig
+from export.audit import audit_failures, audit_table
+from export.calibrate import brier, expected_calibration_error
+from export.config import ONNX_INPUT, POLICY_JSON, GateConfig
+from preprocess_ensemble.decisioning import Calibration, Policy
 from preprocess_ensemble.features import FeatureContract, Standardizer
 
 
 @dataclass
 class GateReport:
-    """Metrics, the reliability table, and one message per failed check."""
+    """Metrics, the reliability and fairness audit tables, and one message per failed check."""
 
     metrics: dict[str, float]
     reliability: list[dict]
     failures: list[str] = field(default_factory=list)
+    audit: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -95,8 +99,15 @@ def run_gate(
     holdout_features: np.ndarray,
     holdout_target: np.ndarray,
     config: GateConfig = GateConfig(),
+    calibration: Calibration | None = None,
+    policy: Policy | None = None,
 ) -> GateReport:
-    """Score the holdout with both models and check every gate rule."""
+    """Score the holdout with both models and check every gate rule.
+
+    ``calibration`` (default: none, PD = probability) and ``policy`` (default: the project's)
+    turn the INT8 probabilities into decisions for the calibration check and the fairness audit.
+    """
+    policy = policy or Policy.from_json(POLICY_JSON)
     x = standardizer.transform(holdout_features)
     int8, fp32 = session(int8_path), session(fp32_path)
     p8, p32 = score(int8, x), score(fp32, x)
@@ -116,7 +127,28 @@ def run_gate(
         "holdout_rows": len(x),
     }
     metrics["auc_delta_int8_vs_fp32"] = metrics["auc_holdout_int8"] - metrics["auc_holdout_fp32"]
-    report = GateReport(metrics, reliability_table(holdout_target, p8))
+    pd = p8.astype(np.float64) if calibration is None else calibration.apply(p8)
+    approved = policy.decide(policy.points(pd)) == "approve"
+    metrics |= {
+        "brier_calibrated": brier(holdout_target, pd),
+        "ece_int8": expected_calibration_error(holdout_target, p8),
+        "ece_calibrated": expected_calibration_error(holdout_target, pd),
+        "approval_rate": float(approved.mean()),
+    }
+    audit = audit_table(
+        contract, holdout_features, holdout_target, pd, approved, config.min_audit_group_rows
+    )
+    metrics["min_adverse_impact_ratio"] = min(
+        r["adverse_impact_ratio"] for r in audit if r["audited"]
+    )
+    report = GateReport(metrics, reliability_table(holdout_target, p8), audit=audit)
+    brier_change = metrics["brier_calibrated"] - brier(holdout_target, p8)  # both in float64
+    if brier_change > config.max_calibration_brier_increase:
+        report.failures.append(
+            f"calibration worsens the holdout Brier score by {brier_change:.3g} "
+            f"(limit {config.max_calibration_brier_increase:g})"
+        )
+    report.failures += audit_failures(audit, config.min_adverse_impact_ratio)
     if metrics["auc_holdout_int8"] < config.min_auc:
         report.failures.append(
             f"holdout AUC (INT8) {metrics['auc_holdout_int8']:.4f} is below the gate "
@@ -148,6 +180,10 @@ def format_report(report: GateReport) -> str:
         f"|p INT8 - p FP32| max / mean {m['max_abs_diff_int8_vs_fp32']:.4f} / "
         f"{m['mean_abs_diff_int8_vs_fp32']:.4f}",
         f"Brier FP32 / INT8            {m['brier_fp32']:.4f} / {m['brier_int8']:.4f}",
+        f"calibrated Brier / ECE       {m['brier_calibrated']:.5f} / {m['ece_calibrated']:.4f}"
+        f"  (uncalibrated ECE {m['ece_int8']:.4f})",
+        f"approval rate / min AIR      {m['approval_rate']:.3f} / "
+        f"{m['min_adverse_impact_ratio']:.3f}",
         f"batch invariance (max diff)  alone vs batch {m['batch_invariance_alone_vs_batch']:.3g}, "
         f"alone vs batch with outliers {m['batch_invariance_alone_vs_outlier_batch']:.3g}",
         "reliability (INT8):  bin      rows  mean_p  observed",
@@ -157,7 +193,18 @@ def format_report(report: GateReport) -> str:
         f"{r['observed_default_rate']:.3f}"
         for r in report.reliability
     ]
+    lines.append("fairness audit:      attribute  group               rows  AUC    approval  AIR")
+    lines += [
+        f"                     {r['attribute']:<10} {r['group']:<18} {r['rows']:5d}  "
+        f"{_auc_text(r['auc'])}  {r['approval_rate']:.3f}     "
+        f"{r['adverse_impact_ratio']:.3f}{'' if r['audited'] else ' (not gated)'}"
+        for r in report.audit
+    ]
     lines.append(
         "GATE PASSED" if report.passed else "GATE FAILED:\n  - " + "\n  - ".join(report.failures)
     )
     return "\n".join(lines)
+
+
+def _auc_text(auc: float | None) -> str:
+    return "  -  " if auc is None else f"{auc:.3f}"

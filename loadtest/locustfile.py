@@ -2,7 +2,9 @@ r"""Locust users for the ``credit_scoring`` ensemble over HTTP and gRPC (KServe 
 
 Each user sends realistic applicants: holdout rows (or ``--rows-file``), raw, in the contract's
 order; mostly single-applicant requests, sometimes a batch of ``--batch-rows`` rows. Every
-response is checked (one probability in [0, 1] per row); anything else is a failure.
+response is checked (``loadtest.protocol.check_decisions``: probability and calibrated PD in
+[0, 1], an INT32 score, a known decision, four reason-code slots and the policy per row);
+anything else is a failure.
 
 * ``HttpScoringUser``: FastHttpUser, binary tensors over HTTP (``--host http://HOST:8000``).
 * ``GrpcScoringUser``: ``tritonclient.grpc`` on gevent (``--grpc-host HOST:8001``); gevent
@@ -29,10 +31,12 @@ import tritonclient.grpc as grpcclient  # noqa: E402
 from locust import FastHttpUser, User, events, task  # noqa: E402
 
 from loadtest.protocol import (  # noqa: E402
+    DECISION_OUTPUTS,
     HEADER_LENGTH,
-    check_probabilities,
+    BadResponse,
+    check_decisions,
     http_binary_body,
-    parse_http_binary,  # noqa: E402
+    parse_http_outputs,
 )
 from loadtest.rows import load_rows  # noqa: E402
 
@@ -63,10 +67,13 @@ class Workload:
             return
         cls.rows = load_rows(options.rows_file or None)
         size = min(options.batch_rows, len(cls.rows))
-        cls.singles = [http_binary_body(cls.rows[i : i + 1]) for i in range(len(cls.rows))]
+        cls.singles = [
+            http_binary_body(cls.rows[i : i + 1], outputs=DECISION_OUTPUTS)
+            for i in range(len(cls.rows))
+        ]
         starts = range(0, len(cls.rows) - size + 1, size)
         cls.batches = [cls.rows[s : s + size] for s in starts]
-        cls.batch_bodies = [http_binary_body(b) for b in cls.batches]
+        cls.batch_bodies = [http_binary_body(b, outputs=DECISION_OUTPUTS) for b in cls.batches]
 
 
 @events.init.add_listener
@@ -97,7 +104,9 @@ class HttpScoringUser(FastHttpUser):
                 return
             try:
                 length = response.headers.get(HEADER_LENGTH)
-                parse_http_binary(response.content, int(length) if length else None, n_rows)
+                if not length:
+                    raise BadResponse("the server answered in JSON, not binary tensors")
+                check_decisions(parse_http_outputs(response.content, int(length)), n_rows)
             except (ValueError, KeyError) as exc:
                 response.failure(f"bad response: {exc}")
 
@@ -140,9 +149,9 @@ class GrpcScoringUser(User):
         length = 0
         try:
             result = self.client.infer(self.model, [tensor], client_timeout=60)
-            values = result.as_numpy("probability")
-            check_probabilities(values, len(rows))
-            length = values.nbytes
+            arrays = {name: result.as_numpy(name) for name in DECISION_OUTPUTS}
+            check_decisions(arrays, len(rows))
+            length = sum(v.nbytes for v in arrays.values())
         except Exception as exc:  # noqa: BLE001 - every failure is reported to Locust
             exception = exc
         events.request.fire(

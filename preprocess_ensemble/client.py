@@ -1,8 +1,10 @@
 """Score applicants with the ``credit_scoring`` Triton ensemble over HTTP or gRPC.
 
-Library: :class:`CreditScoringClient` sends raw feature rows ``[n, 23]`` (contract order) and
-returns the default probabilities, splitting large inputs into requests of at most the model's
-``max_batch_size`` (read from the server's model config). CLI::
+Library: :class:`CreditScoringClient` sends raw feature rows ``[n, 23]`` (contract order);
+``score`` returns the default probabilities, ``decide`` every output of the ensemble (calibrated
+PD, scorecard points, decision, reason codes, policy) as :class:`Decisions`. Large inputs are
+split into requests of at most the model's ``max_batch_size`` (read from the server's model
+config). CLI::
 
     python -m preprocess_ensemble.client score-one --json '{"LIMIT_BAL": 20000, ...}'
     python -m preprocess_ensemble.client score-one --json-file applicant.json --output-json
@@ -15,7 +17,9 @@ Common options: ``--url`` (default ``localhost:8000`` for HTTP, ``localhost:8001
 ``score-csv`` reads a CSV (optionally ``.gz``) with a header holding the 23 contract features in
 any order plus, optionally, the contract's ID and target columns. Every row is checked against
 the contract before anything is sent; the output holds the input rows unchanged, in the same
-order, plus a ``probability`` column. Blank lines are skipped; nothing else is dropped.
+order, plus the columns ``probability``, ``pd``, ``score``, ``decision``, ``reason_code_1`` ..
+``reason_code_4`` and ``policy``. Blank lines are skipped; nothing else is dropped. Reason-code
+texts come from ``reason_codes.json`` (``score-one`` prints them).
 
 Inputs are checked locally against ``feature_contract.json``; the server checks again.
 Exit codes: 0 success; 2 bad input (usage, contract, CSV) or a request the server rejected as
@@ -47,12 +51,31 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from preprocess_ensemble.decisioning import ReasonCatalogue
 from preprocess_ensemble.features import ContractViolation, FeatureContract
 
 CONTRACT_JSON = Path(__file__).resolve().parent / "feature_contract.json"
+REASON_CODES_JSON = Path(__file__).resolve().parent / "reason_codes.json"
 DEFAULT_MODEL = "credit_scoring"
 INPUT_NAME = "features"
 OUTPUT_NAME = "probability"
+# Every output of the ensemble: name -> columns per row.
+DECISION_OUTPUTS = {
+    "probability": 1,
+    "pd": 1,
+    "score": 1,
+    "decision": 1,
+    "reason_codes": 4,
+    "policy": 1,
+}
+CSV_COLUMNS = (
+    "probability",
+    "pd",
+    "score",
+    "decision",
+    *(f"reason_code_{k}" for k in range(1, 5)),
+    "policy",
+)
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_TIMEOUT = 60.0
@@ -228,8 +251,10 @@ class CreditScoringClient:
             self._max_batch_size = max_batch_size
         return self._max_batch_size
 
-    def _submit(self, rows: np.ndarray, offset: int = 0) -> Callable[[], np.ndarray]:
-        """Send one request; return a function that waits for and returns ``[n]`` results.
+    def _submit(
+        self, rows: np.ndarray, offset: int = 0, outputs: Sequence[str] = (OUTPUT_NAME,)
+    ) -> Callable[[], dict[str, np.ndarray]]:
+        """Send one request; return a function that waits for and returns its ``outputs``.
 
         ``offset`` is the index of ``rows[0]`` in the caller's input, for error messages (the
         server numbers rows from 0 within each request).
@@ -239,23 +264,23 @@ class CreditScoringClient:
             client = self._client
             inp = httpclient.InferInput(INPUT_NAME, list(rows.shape), "FP32")
             inp.set_data_from_numpy(rows)
-            out = [httpclient.InferRequestedOutput(OUTPUT_NAME)]
+            out = [httpclient.InferRequestedOutput(name) for name in outputs]
             if self.concurrency == 1:
                 result = self._call(what, lambda: client.infer(self.model, [inp], outputs=out))
-                return lambda: self._probabilities(result, len(rows))
+                return lambda: self._outputs(result, len(rows), outputs)
             request = self._call(what, lambda: client.async_infer(self.model, [inp], outputs=out))
-            return lambda: self._probabilities(self._call(what, request.get_result), len(rows))
+            return lambda: self._outputs(self._call(what, request.get_result), len(rows), outputs)
 
         grpc = self._client
         ginp = grpcclient.InferInput(INPUT_NAME, list(rows.shape), "FP32")
         ginp.set_data_from_numpy(rows)
-        gout = [grpcclient.InferRequestedOutput(OUTPUT_NAME)]
+        gout = [grpcclient.InferRequestedOutput(name) for name in outputs]
         if self.concurrency == 1:
             result = self._call(
                 what,
                 lambda: grpc.infer(self.model, [ginp], outputs=gout, client_timeout=self.timeout),
             )
-            return lambda: self._probabilities(result, len(rows))
+            return lambda: self._outputs(result, len(rows), outputs)
         future: Future[Any] = Future()
 
         def done(result: Any, error: InferenceServerException | None) -> None:
@@ -270,19 +295,31 @@ class CreditScoringClient:
                 self.model, [ginp], done, outputs=gout, client_timeout=self.timeout
             ),
         )
-        return lambda: self._probabilities(self._call(what, future.result), len(rows))
+        return lambda: self._outputs(self._call(what, future.result), len(rows), outputs)
 
-    def _probabilities(self, result: Any, n_rows: int) -> np.ndarray:
-        """Extract the ``[n_rows]`` probabilities from an inference result, checking the shape."""
-        values = result.as_numpy(OUTPUT_NAME)
-        if values is None or values.shape != (n_rows, 1):
-            shape = None if values is None else list(values.shape)
-            raise ScoringError(
-                f"model {self.model!r} returned {OUTPUT_NAME!r} with shape {shape}, "
-                f"expected [{n_rows}, 1]",
-                client_error=False,
-            )
-        return values[:, 0].astype(np.float32, copy=False)
+    def _outputs(self, result: Any, n_rows: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Extract the named outputs from an inference result, checking their shapes.
+
+        One-column outputs come back as ``[n_rows]``; ``reason_codes`` as ``[n_rows, 4]``;
+        BYTES outputs are decoded to str.
+        """
+        arrays = {}
+        for name in names:
+            columns = DECISION_OUTPUTS.get(name, 1)
+            values = result.as_numpy(name)
+            if values is None or values.shape != (n_rows, columns):
+                shape = None if values is None else list(values.shape)
+                raise ScoringError(
+                    f"model {self.model!r} returned {name!r} with shape {shape}, "
+                    f"expected [{n_rows}, {columns}]",
+                    client_error=False,
+                )
+            if values.dtype == np.object_:
+                values = np.vectorize(_text, otypes=[object])(values)
+            elif name in ("probability", "pd"):
+                values = values.astype(np.float32, copy=False)
+            arrays[name] = values[:, 0] if columns == 1 else values
+        return arrays
 
     def score(
         self,
@@ -308,6 +345,28 @@ class CreditScoringClient:
                 contract; nothing was sent.
             ScoringError: A request failed.
         """
+        return self._run(rows, (OUTPUT_NAME,), batch_size, check, on_batch)[OUTPUT_NAME]
+
+    def decide(
+        self,
+        rows: np.ndarray,
+        *,
+        batch_size: int | None = None,
+        check: bool = True,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> Decisions:
+        """Return every output of the ensemble for each row, in order (arguments as ``score``)."""
+        return Decisions(**self._run(rows, tuple(DECISION_OUTPUTS), batch_size, check, on_batch))
+
+    def _run(
+        self,
+        rows: np.ndarray,
+        outputs: tuple[str, ...],
+        batch_size: int | None,
+        check: bool,
+        on_batch: Callable[[int], None] | None,
+    ) -> dict[str, np.ndarray]:
+        """Send ``rows`` in batches (``concurrency`` in flight); gather ``outputs`` in order."""
         values = np.asarray(rows, dtype=np.float64)
         self.contract.check_shape(values)
         if check:
@@ -317,22 +376,22 @@ class CreditScoringClient:
         if not 1 <= size <= limit:
             raise ValueError(f"batch size must be between 1 and {limit} (max_batch_size)")
         features = np.ascontiguousarray(values, dtype=np.float32)
-        probabilities = np.empty(len(features), dtype=np.float32)
-        pending: deque[tuple[int, int, Callable[[], np.ndarray]]] = deque()
+        parts: list[dict[str, np.ndarray]] = []
+        pending: deque[tuple[int, int, Callable[[], dict[str, np.ndarray]]]] = deque()
 
         def collect() -> None:
             start, stop, wait = pending.popleft()
-            probabilities[start:stop] = wait()
+            parts.append(wait())
             if on_batch is not None:
                 on_batch(stop - start)
 
         for start, stop in batch_bounds(len(features), size):
             if len(pending) >= self.concurrency:
                 collect()
-            pending.append((start, stop, self._submit(features[start:stop], start)))
+            pending.append((start, stop, self._submit(features[start:stop], start, outputs)))
         while pending:
             collect()
-        return probabilities
+        return {name: np.concatenate([part[name] for part in parts]) for name in outputs}
 
     def close(self) -> None:
         """Close the connection."""
@@ -350,6 +409,52 @@ class CreditScoringClient:
     ) -> None:
         """Close the connection."""
         self.close()
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Every output of the ensemble, one entry per applicant (``reason_codes``: 4 per row)."""
+
+    probability: np.ndarray  # float32 [n], the network's probability of default
+    pd: np.ndarray  # float32 [n], calibrated probability of default
+    score: np.ndarray  # int32 [n], scorecard points
+    decision: np.ndarray  # str [n]: approve / refer / decline
+    reason_codes: np.ndarray  # str [n, 4], "" where fewer than four features raised the PD
+    policy: np.ndarray  # str [n], "id@version" of the decision policy
+
+    def row(self, i: int, catalogue: ReasonCatalogue | None = None) -> dict[str, Any]:
+        """Row ``i`` as a JSON-ready dict; reason codes carry their text given ``catalogue``."""
+        codes = [c for c in self.reason_codes[i] if c]
+        return {
+            "probability": float(_format_probability(self.probability[i])),
+            "pd": float(_format_probability(self.pd[i])),
+            "score": int(self.score[i]),
+            "decision": str(self.decision[i]),
+            "reason_codes": [
+                {"code": c, "text": catalogue.text(c)} if catalogue else c for c in codes
+            ],
+            "policy": str(self.policy[i]),
+        }
+
+    def csv_cells(self, i: int) -> list[str]:
+        """Row ``i`` as the CSV_COLUMNS cells."""
+        return [
+            _format_probability(self.probability[i]),
+            _format_probability(self.pd[i]),
+            str(int(self.score[i])),
+            str(self.decision[i]),
+            *(str(c) for c in self.reason_codes[i]),
+            str(self.policy[i]),
+        ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def load_catalogue(contract: FeatureContract) -> ReasonCatalogue:
+    """The reason-code catalogue shipped with the contract."""
+    return ReasonCatalogue.from_json(REASON_CODES_JSON, contract.names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,17 +543,27 @@ def read_csv(path: str | os.PathLike[str], contract: FeatureContract) -> CsvTabl
 
 
 def write_csv(
-    path: str | os.PathLike[str], table: CsvTable, probabilities: np.ndarray, column: str
+    path: str | os.PathLike[str],
+    table: CsvTable,
+    results: np.ndarray | Decisions,
+    column: str = OUTPUT_NAME,
 ) -> None:
-    """Write the input rows plus a probability column, atomically (temp file, then rename)."""
+    """Write the input rows plus the results, atomically (temp file, then rename).
+
+    ``results``: probabilities (one ``column``) or :class:`Decisions` (the CSV_COLUMNS).
+    """
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    if isinstance(results, Decisions):
+        columns, cells = list(CSV_COLUMNS), results.csv_cells
+    else:
+        columns, cells = [column], lambda i: [_format_probability(results[i])]
     try:
         with _open_text(tmp, "w", gz=target.name.endswith(".gz")) as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow([*table.header, column])
-            for record, value in zip(table.rows, probabilities, strict=True):
-                writer.writerow([*record, _format_probability(value)])
+            writer.writerow([*table.header, *columns])
+            for i, record in enumerate(table.rows):
+                writer.writerow([*record, *cells(i)])
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -542,7 +657,8 @@ def build_parser(contract: FeatureContract | None = None) -> argparse.ArgumentPa
         parents=[common],
         help="score every row of a CSV file",
         description="Score a CSV with a header (the 23 features, optional ID and target "
-        "columns); write its rows plus a probability column in the same order.",
+        "columns); write its rows plus probability, pd, score, decision, reason_code_1..4 and "
+        "policy columns in the same order.",
     )
     many.add_argument("input", type=Path, metavar="INPUT.csv")
     many.add_argument("output", type=Path, metavar="OUTPUT.csv")
@@ -593,16 +709,19 @@ def _score_one(args: argparse.Namespace, contract: FeatureContract) -> int:
     with CreditScoringClient(
         args.url, args.protocol, model=args.model, timeout=args.timeout, contract=contract
     ) as client:
-        probability = client.score(row)[0]
+        decided = client.decide(row).row(0, load_catalogue(contract))
     if args.output_json:
         payload: dict[str, Any] = {"model": args.model}
         id_column = contract.spec.get("id_column")
         if id_column in values:
             payload[id_column] = values[id_column]
-        payload["probability"] = float(_format_probability(probability))
-        print(json.dumps(payload))
+        print(json.dumps(payload | decided))
     else:
-        print(_format_probability(probability))
+        for key in ("probability", "pd", "score", "decision", "policy"):
+            print(f"{key + ':':<13}{decided[key]}")
+        reasons = decided["reason_codes"] or [{"code": "-", "text": "none"}]
+        for k, reason in enumerate(reasons):
+            print(f"{'reasons:' if k == 0 else '':<13}{reason['code']}  {reason['text']}")
     return EXIT_OK
 
 
@@ -610,8 +729,9 @@ def _score_csv(args: argparse.Namespace, contract: FeatureContract) -> int:
     from tqdm import tqdm
 
     table = read_csv(args.input, contract)
-    if OUTPUT_NAME in table.header:
-        raise InputError(f"{args.input} already has a {OUTPUT_NAME!r} column")
+    clash = [c for c in CSV_COLUMNS if c in table.header]
+    if clash:
+        raise InputError(f"{args.input} already has a {clash[0]!r} column")
     started = time.monotonic()
     with CreditScoringClient(
         args.url,
@@ -628,10 +748,10 @@ def _score_csv(args: argparse.Namespace, contract: FeatureContract) -> int:
             )
         disable = None if args.progress is None else not args.progress
         with tqdm(total=len(table.rows), unit="row", desc="scoring", disable=disable) as bar:
-            probabilities = client.score(
+            decisions = client.decide(
                 table.features, batch_size=args.batch_size, check=False, on_batch=bar.update
             )
-    write_csv(args.output, table, probabilities, OUTPUT_NAME)
+    write_csv(args.output, table, decisions)
     seconds = time.monotonic() - started
     print(
         f"scored {len(table.rows)} rows in {seconds:.2f}s "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-TRANSFORMS = ("identity", "signed_log1p")
+TRANSFORMS = ("identity", "signed_log1p", "drop")  # drop: the model sees a constant 0
 
 
 class ContractViolation(ValueError):
@@ -193,7 +193,11 @@ class FeatureContract:
 
 @dataclass(frozen=True)
 class Standardizer:
-    """Per-feature transform (identity or signed log1p) followed by (x - mean) / scale."""
+    """Per-feature transform (identity, signed log1p or drop) followed by (x - mean) / scale.
+
+    ``drop`` keeps a feature in the request contract (checked, captured for drift) but hands
+    the model a constant 0 for it.
+    """
 
     names: tuple[str, ...]
     transforms: tuple[str, ...]
@@ -250,8 +254,10 @@ def _is_number(text: str) -> bool:
 
 def _apply_transforms(x: np.ndarray, transforms: tuple[str, ...]) -> np.ndarray:
     log_cols = [j for j, t in enumerate(transforms) if t == "signed_log1p"]
-    if not log_cols:
+    drop_cols = [j for j, t in enumerate(transforms) if t == "drop"]
+    if not log_cols and not drop_cols:
         return x
     z = x.copy()
     z[:, log_cols] = np.sign(x[:, log_cols]) * np.log1p(np.abs(x[:, log_cols]))
+    z[:, drop_cols] = 0.0
     return z

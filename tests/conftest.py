@@ -14,9 +14,17 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.config import MODEL_REPOSITORY, PUBLISHED_ONNX, PUBLISHED_SCALER
+from export.config import (
+    CONTRACT_JSON,
+    DECISION_DIR,
+    MODEL_REPOSITORY,
+    PUBLISHED_CALIBRATION,
+    PUBLISHED_ONNX,
+    PUBLISHED_SCALER,
+)
 from export.data import load_dataset, read_split
-from preprocess_ensemble.features import Standardizer
+from preprocess_ensemble import decisioning as dec
+from preprocess_ensemble.features import FeatureContract, Standardizer
 from preprocess_ensemble.triton_server import TritonServer, TritonServerError
 
 FIGURES = pytest.StashKey[dict[str, str]]()
@@ -53,9 +61,31 @@ class Reference:
         )
         self.scaler = Standardizer.from_json(scaler_path)
 
+        names = FeatureContract.from_json(CONTRACT_JSON).names
+        self.calibration = dec.Calibration.from_json(PUBLISHED_CALIBRATION)
+        self.policy = dec.Policy.from_json(DECISION_DIR / "decision_policy.json")
+        self.catalogue = dec.ReasonCatalogue.from_json(DECISION_DIR / "reason_codes.json", names)
+
     def score(self, raw: np.ndarray) -> np.ndarray:
         """Probabilities [n, 1] for raw rows [n, 23]."""
         return self.session.run(None, {"input": self.scaler.transform(raw)})[0]
+
+    def decide(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """What the ensemble's decision step must return for raw rows [n, 23] (1-D per row)."""
+        x = self.scaler.transform(raw)
+        decider = dec.Decider(
+            self.calibration,
+            self.policy,
+            self.catalogue,
+            self.scaler.transform(self.catalogue.reference[None, :])[0],
+            chunk=1024 // x.shape[1],
+        )
+        out = decider.decide(x, self.score(raw), self.score_standardized)
+        return {k: (v[:, 0] if v.shape[1] == 1 else v) for k, v in out.items()}
+
+    def score_standardized(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities [n] for standardized rows."""
+        return self.session.run(None, {"input": x})[0][:, 0]
 
 
 @pytest.fixture

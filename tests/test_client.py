@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 from export.config import DATA_CSV, MODEL_REPOSITORY, PUBLISHED_ONNX, PUBLISHED_SCALER
 from export.data import Dataset, load_dataset, read_split
 from preprocess_ensemble.client import (
+    CSV_COLUMNS,
     DEFAULT_BATCH_SIZE,
     CreditScoringClient,
     InputError,
@@ -32,6 +33,7 @@ from preprocess_ensemble.client import (
     batch_bounds,
     build_parser,
     is_client_error,
+    load_catalogue,
     load_contract,
     main,
     read_csv,
@@ -42,6 +44,16 @@ from preprocess_ensemble.triton_server import TritonServer, TritonServerError, f
 
 CONTRACT = load_contract()
 ID, TARGET = CONTRACT.spec["id_column"], CONTRACT.spec["target"]
+
+
+def _printed(out: str) -> dict[str, str]:
+    """``key: value`` lines of ``score-one``'s plain output (first value per key)."""
+    fields: dict[str, str] = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 @pytest.fixture(scope="module")
@@ -419,17 +431,32 @@ def test_score_one_json_matches_onnxruntime(
     for i in range(0, 50, 7):
         applicant = {n: int(v) for n, v in zip(CONTRACT.names, holdout50.features[i], strict=True)}
         assert main([*base, "--json", json.dumps(applicant)]) == 0
-        printed = float(capsys.readouterr().out.strip())
-        assert abs(printed - expected[i]) <= 1e-6
+        printed = _printed(capsys.readouterr().out)
+        assert abs(float(printed["probability"]) - expected[i]) <= 1e-6
+        assert printed["decision"] in ("approve", "refer", "decline")
+        assert 300 < int(printed["score"]) < 900 and printed["policy"].count("@") == 1
 
     applicant = {ID: int(holdout50.ids[1])} | {
         n: int(v) for n, v in zip(CONTRACT.names, holdout50.features[1], strict=True)
     }
     assert main([*base, "--json", json.dumps(applicant), "--output-json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == {"model", ID, "probability"}
+    assert set(payload) == {
+        "model",
+        ID,
+        "probability",
+        "pd",
+        "score",
+        "decision",
+        "reason_codes",
+        "policy",
+    }
     assert payload["model"] == "credit_scoring" and payload[ID] == holdout50.ids[1]
     assert abs(payload["probability"] - expected[1]) <= 1e-6
+    catalogue = load_catalogue(CONTRACT)
+    assert 1 <= len(payload["reason_codes"]) <= 4
+    for reason in payload["reason_codes"]:
+        assert reason["text"] == catalogue.text(reason["code"]) != ""
 
 
 @pytest.mark.triton
@@ -446,10 +473,10 @@ def test_score_one_flags_and_json_file(
     values = {n: int(v) for n, v in zip(CONTRACT.names, holdout50.features[2], strict=True)}
     base = ["score-one", "--url", _url(server, protocol), "--protocol", protocol]
     assert main([*base, *[f"--{k}={v}" for k, v in values.items()]]) == 0
-    assert abs(float(capsys.readouterr().out) - expected) <= 1e-6
+    assert abs(float(_printed(capsys.readouterr().out)["probability"]) - expected) <= 1e-6
     (tmp_path / "applicant.json").write_text(json.dumps(values))
     assert main([*base, "--json-file", str(tmp_path / "applicant.json")]) == 0
-    assert abs(float(capsys.readouterr().out) - expected) <= 1e-6
+    assert abs(float(_printed(capsys.readouterr().out)["probability"]) - expected) <= 1e-6
 
 
 @pytest.mark.triton
@@ -479,10 +506,16 @@ def test_score_csv_matches_onnxruntime(
     assert "scored 50 rows" in capsys.readouterr().err
     with open(output, newline="") as handle:
         written = list(csv.reader(handle))
-    assert written[0] == [*header, "probability"]
-    assert [r[:-1] for r in written[1:]] == rows  # same rows, same order, carried unchanged
-    got = np.array([float(r[-1]) for r in written[1:]])
+    assert written[0] == [*header, *CSV_COLUMNS]
+    width = len(header)
+    assert [r[:width] for r in written[1:]] == rows  # same rows, same order, carried unchanged
+    got = np.array([float(r[width]) for r in written[1:]])
     np.testing.assert_allclose(got, _expected(onnx_session, holdout50.features), rtol=0, atol=1e-6)
+    codes = set(load_catalogue(CONTRACT).codes) | {""}
+    for record in written[1:]:
+        cells = dict(zip(CSV_COLUMNS, record[width:], strict=True))
+        assert cells["decision"] in ("approve", "refer", "decline")
+        assert {cells[f"reason_code_{k}"] for k in range(1, 5)} <= codes
 
 
 def _ensemble_requests(server: TritonServer) -> tuple[int, int]:
@@ -503,7 +536,12 @@ def test_client_splits_at_max_batch_size(
         started = time.monotonic()
         got = client.score(holdout_set.features)
         print(f"\n{protocol}: {len(got)} holdout rows in {time.monotonic() - started:.2f}s")
-        after = _ensemble_requests(server)
+        expected = (before[0] + math.ceil(len(got) / 1024), before[1] + len(got))
+        for _ in range(40):  # Triton counts an ensemble request just after it answered
+            after = _ensemble_requests(server)
+            if after == expected:
+                break
+            time.sleep(0.05)
         with pytest.raises(ValueError, match="between 1 and 1024"):
             client.score(holdout_set.features[:2], batch_size=1025)
     assert got.shape == (len(holdout_set.ids),) and got.dtype == np.float32
@@ -512,6 +550,29 @@ def test_client_splits_at_max_batch_size(
     )
     assert after[0] - before[0] == math.ceil(len(got) / 1024)
     assert after[1] - before[1] == len(got)
+
+
+@pytest.mark.triton
+@PROTOCOLS
+def test_decide_returns_every_output_in_order(
+    server: TritonServer, holdout50: Dataset, protocol: str
+) -> None:
+    with CreditScoringClient(_url(server, protocol), protocol, concurrency=3) as client:
+        decided = client.decide(holdout50.features, batch_size=7)
+        probabilities = client.score(holdout50.features)
+        alone = client.decide(holdout50.features[9:10])
+    n = len(holdout50.ids)
+    np.testing.assert_array_equal(decided.probability, probabilities)
+    assert decided.pd.shape == (n,) and decided.pd.dtype == np.float32
+    assert decided.score.shape == (n,) and decided.score.dtype == np.int32
+    assert decided.reason_codes.shape == (n, 4)
+    assert set(decided.decision) <= {"approve", "refer", "decline"}
+    assert len(set(decided.policy)) == 1
+    assert (np.diff(decided.score[np.argsort(decided.pd)]) <= 0).all()  # points fall as PD rises
+    for name in ("probability", "pd", "score", "decision", "reason_codes", "policy"):
+        assert np.array_equal(getattr(alone, name)[0], getattr(decided, name)[9]), name
+    row = decided.row(9, load_catalogue(CONTRACT))
+    assert row["score"] == int(decided.score[9]) and row["decision"] == decided.decision[9]
 
 
 @pytest.mark.triton

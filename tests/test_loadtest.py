@@ -17,7 +17,15 @@ import pytest
 from export.config import ROOT
 from export.fold_scaler import FOLDED_INPUT, fold_scaler
 from loadtest import perf_analyzer
-from loadtest.protocol import BadResponse, check_probabilities, http_binary_body, parse_http_binary
+from loadtest.protocol import (
+    DECISION_OUTPUTS,
+    BadResponse,
+    check_decisions,
+    check_probabilities,
+    http_binary_body,
+    parse_http_binary,
+    parse_http_outputs,
+)
 from loadtest.repository import FOLDED, Variant, build_repository, read_config
 from loadtest.rows import holdout_rows
 from loadtest.run_locust import parse_run_time, read_stats
@@ -95,6 +103,44 @@ def test_binary_request_and_response_checks() -> None:
     for values, n in (([0.5], 2), ([0.5, 1.5], 2), ([np.nan, 0.1], 2), ([-0.1, 0.1], 2)):
         with pytest.raises(BadResponse):
             check_probabilities(np.array(values, dtype=np.float32), n)
+
+
+def _bytes_tensor(values: list[bytes]) -> bytes:
+    return b"".join(len(v).to_bytes(4, "little") + v for v in values)
+
+
+def test_decision_outputs_are_requested_parsed_and_checked() -> None:
+    rows = np.zeros((2, 23), dtype=np.float32)
+    body, length = http_binary_body(rows, outputs=DECISION_OUTPUTS)
+    assert [o["name"] for o in json.loads(body[:length])["outputs"]] == list(DECISION_OUTPUTS)
+    tensors = {
+        "probability": ("FP32", [2, 1], np.array([0.2, 0.7], np.float32).tobytes()),
+        "pd": ("FP32", [2, 1], np.array([0.21, 0.69], np.float32).tobytes()),
+        "score": ("INT32", [2, 1], np.array([530, 470], np.int32).tobytes()),
+        "decision": ("BYTES", [2, 1], _bytes_tensor([b"approve", b"decline"])),
+        "reason_codes": ("BYTES", [2, 4], _bytes_tensor([b"R01", b"", b"", b"", *[b"R06"] * 4])),
+        "policy": ("BYTES", [2, 1], _bytes_tensor([b"p@1", b"p@1"])),
+    }
+    header = {
+        "outputs": [
+            {"name": n, "datatype": d, "shape": s, "parameters": {"binary_data_size": len(b)}}
+            for n, (d, s, b) in tensors.items()
+        ]
+    }
+    head = json.dumps(header).encode()
+    arrays = parse_http_outputs(head + b"".join(b for _, _, b in tensors.values()), len(head))
+    check_decisions(arrays, 2)
+    assert arrays["reason_codes"][0].tolist() == [b"R01", b"", b"", b""]
+    assert arrays["score"][:, 0].tolist() == [530, 470]
+    for broken in (
+        {"decision": np.array([[b"approve"], [b"maybe"]], dtype=object)},
+        {"score": arrays["score"].astype(np.float32)},
+        {"reason_codes": arrays["reason_codes"][:, :3]},
+        {"pd": np.array([[0.2], [1.2]], np.float32)},
+        {"policy": None},
+    ):
+        with pytest.raises(BadResponse):
+            check_decisions(arrays | broken, 2)
 
 
 def test_run_time_and_stats_parsing(tmp_path: Path) -> None:

@@ -19,8 +19,10 @@ from export.config import (
     ONNX_INPUT,
     ONNX_OPSET,
     ONNX_OUTPUT,
+    PUBLISHED_CALIBRATION,
     PUBLISHED_CAPTURE_PY,
     PUBLISHED_CONTRACT,
+    PUBLISHED_DECISION_SCALER,
     PUBLISHED_FEATURES_PY,
     PUBLISHED_ONNX,
     PUBLISHED_SCALER,
@@ -99,6 +101,9 @@ def test_model_card_hashes_match_the_files(card: dict) -> None:
         PUBLISHED_CONTRACT,
         PUBLISHED_FEATURES_PY,
         PUBLISHED_CAPTURE_PY,
+        PUBLISHED_DECISION_SCALER,
+        PUBLISHED_CALIBRATION,
+        *(target for _, target in PUBLISHED_SOURCES),
     }
     assert set(card["artifacts"]) == {p.relative_to(ROOT).as_posix() for p in expected}
     for name, digest in card["artifacts"].items():
@@ -176,10 +181,30 @@ def test_gate_accepts_static_quantization(
         assert sha256_file(int8) == sha256_file(PUBLISHED_ONNX)  # quantization is deterministic
 
 
-@pytest.mark.parametrize("source", sorted(PUBLISHED_SOURCES), ids=lambda p: p.name)
-def test_published_preprocess_sources_are_byte_identical(source: Path) -> None:
+@pytest.mark.parametrize(
+    ("source", "copy"),
+    PUBLISHED_SOURCES,
+    ids=[f"{t.parent.parent.name}/{t.name}" for _, t in PUBLISHED_SOURCES],
+)
+def test_published_sources_are_byte_identical(source: Path, copy: Path) -> None:
     """The copies Triton loads from model_repository/ are current (`make publish-sources`)."""
-    assert PUBLISHED_SOURCES[source].read_bytes() == source.read_bytes()
+    assert copy.read_bytes() == source.read_bytes()
+
+
+def test_decision_step_uses_the_published_scaler_and_calibration(card: dict) -> None:
+    assert PUBLISHED_DECISION_SCALER.read_bytes() == PUBLISHED_SCALER.read_bytes()
+    calibration = json.loads(PUBLISHED_CALIBRATION.read_text())
+    assert calibration["method"] == card["calibration"]["method"] == "platt"
+    assert (calibration["a"], calibration["b"]) == (
+        card["calibration"]["a"],
+        card["calibration"]["b"],
+    )
+    holdout = card["calibration"]["holdout"]
+    assert holdout["brier_after"] <= holdout["brier_before"]
+    assert card["fairness_audit"] and card["protected_attributes"]["choice"]
+    markdown = MODEL_CARD_JSON.with_suffix(".md").read_text()
+    for section in ("## Calibration", "## Decision policy", "## Fairness audit", "## SEX and"):
+        assert section in markdown, section
 
 
 # --- the split ---------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def test_repository_code_does_not_import_the_project() -> None:
         "triton_python_backend_utils",
         "features",
         "capture",
+        "decisioning",
     }
     for path in MODEL_REPOSITORY.rglob("*.py"):
         imported = set()
@@ -145,6 +146,57 @@ def test_a_row_scores_the_same_alone_in_a_batch_and_under_concurrent_load(
     np.testing.assert_allclose(alone, reference.score(rows), atol=TOLERANCE, rtol=0)
     stats = client.get_inference_statistics("credit_model")["model_stats"][0]
     assert int(stats["execution_count"]) < int(stats["inference_count"]), "nothing was batched"
+
+
+# --- decisioning outputs --------------------------------------------------------------------
+
+DECISION_OUTPUTS = ("probability", "pd", "score", "decision", "reason_codes", "policy")
+
+
+def infer_all(module, client, rows: np.ndarray) -> dict[str, np.ndarray]:
+    tensor = module.InferInput("features", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+    result = client.infer(MODEL, [tensor])
+    return {name: result.as_numpy(name) for name in DECISION_OUTPUTS}
+
+
+def text(values: np.ndarray) -> np.ndarray:
+    return np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(
+        values
+    )
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_ensemble_returns_pd_score_decision_and_reason_codes(
+    triton, holdout, reference, protocol
+) -> None:
+    module, client = clients(triton)[protocol]
+    rows = holdout[:1024]
+    served = infer_all(module, client, rows)
+    expected = reference.decide(rows)
+    n = len(rows)
+    assert served["pd"].shape == (n, 1) and served["pd"].dtype == np.float32
+    assert served["score"].shape == (n, 1) and served["score"].dtype == np.int32
+    assert served["reason_codes"].shape == (n, 4)
+    np.testing.assert_allclose(served["probability"], reference.score(rows), atol=TOLERANCE)
+    np.testing.assert_allclose(served["pd"][:, 0], expected["pd"], atol=TOLERANCE, rtol=0)
+    np.testing.assert_array_equal(served["score"][:, 0], expected["score"])
+    np.testing.assert_array_equal(text(served["decision"][:, 0]), expected["decision"])
+    np.testing.assert_array_equal(text(served["reason_codes"]), expected["reason_codes"])
+    assert set(text(served["policy"][:, 0])) == {reference.policy.label}
+    assert {"approve", "refer", "decline"} == set(expected["decision"])
+
+
+@pytest.mark.triton
+def test_reason_codes_do_not_depend_on_batch_mates(triton, holdout) -> None:
+    module, client = clients(triton)["grpc"]
+    rows = holdout[:40]
+    in_batch = infer_all(module, client, np.vstack([holdout[500:1000], rows]))
+    for i in range(len(rows)):
+        alone = infer_all(module, client, rows[i : i + 1])
+        for name in DECISION_OUTPUTS:
+            assert np.array_equal(alone[name][0], in_batch[name][500 + i]), (i, name)
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -286,7 +338,14 @@ def test_health_endpoints_and_model_metadata(triton) -> None:
         assert connection.getresponse().status == 200, path
     metadata = httpclient.InferenceServerClient(triton.http_url).get_model_metadata(MODEL)
     assert metadata["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 23]}]
-    assert metadata["outputs"] == [{"name": "probability", "datatype": "FP32", "shape": [-1, 1]}]
+    assert metadata["outputs"] == [
+        {"name": "probability", "datatype": "FP32", "shape": [-1, 1]},
+        {"name": "pd", "datatype": "FP32", "shape": [-1, 1]},
+        {"name": "score", "datatype": "INT32", "shape": [-1, 1]},
+        {"name": "decision", "datatype": "BYTES", "shape": [-1, 1]},
+        {"name": "reason_codes", "datatype": "BYTES", "shape": [-1, 4]},
+        {"name": "policy", "datatype": "BYTES", "shape": [-1, 1]},
+    ]
 
 
 @pytest.mark.triton

@@ -87,12 +87,18 @@ def _decode_http(status: int, headers: http.client.HTTPMessage, payload: bytes) 
         return Outcome("http", status, payload[:300].decode(errors="replace"))
     if status != 200 or not isinstance(document, dict):
         return Outcome("http", status, str(document.get("error", document))[:500])
-    output = next(o for o in document["outputs"] if o["name"] == "probability")
+    # Binary outputs follow the JSON header in the header's order; find probability's slice.
+    start = int(header_length or 0)
+    for output in document["outputs"]:
+        size = int(output.get("parameters", {}).get("binary_data_size", 0))
+        if output["name"] == "probability":
+            break
+        start += size
+    else:
+        return Outcome("http", status, "the response holds no probability output")
     if "data" in output:
         values = np.asarray(output["data"], dtype=np.float32)
     else:
-        start = int(header_length)
-        size = int(output["parameters"]["binary_data_size"])
         values = np.frombuffer(payload[start : start + size], dtype=np.float32)
     return Outcome("http", status, probabilities=values)
 
