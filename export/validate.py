@@ -12,6 +12,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from export.audit import audit_failures, audit_table
 from export.calibrate import brier, expected_calibration_error
 from export.config import ONNX_INPUT, POLICY_JSON, GateConfig
+from export.quantize import MAX_ADJACENT_WEIGHT_PAIR, max_adjacent_weight_pair
 from preprocess_ensemble.decisioning import Calibration, Policy
 from preprocess_ensemble.features import FeatureContract, Standardizer
 
@@ -125,6 +126,7 @@ def run_gate(
         "brier_fp32": float(brier_score_loss(holdout_target, p32)),
         "brier_int8": float(brier_score_loss(holdout_target, p8)),
         "holdout_rows": len(x),
+        "max_adjacent_weight_pair": max_adjacent_weight_pair(int8_path),
     }
     metrics["auc_delta_int8_vs_fp32"] = metrics["auc_holdout_int8"] - metrics["auc_holdout_fp32"]
     pd = p8.astype(np.float64) if calibration is None else calibration.apply(p8)
@@ -160,6 +162,13 @@ def run_gate(
             f"|AUC INT8 - AUC FP32| = {auc_change:.4f} exceeds {config.max_auc_drop} "
             f"by {auc_change - config.max_auc_drop:.4f}"
         )
+    if metrics["max_adjacent_weight_pair"] > MAX_ADJACENT_WEIGHT_PAIR:
+        report.failures.append(
+            f"INT8 weights: an adjacent pair sums to |w0|+|w1| = "
+            f"{metrics['max_adjacent_weight_pair']}, above {MAX_ADJACENT_WEIGHT_PAIR}: the int16 "
+            "sums of AVX2 kernels (VPMADDUBSW) can saturate, so scores would depend on the CPU "
+            "(quantize with reduce_range)"
+        )
     for name, value in invariance.items():
         if value > config.max_batch_variation:
             report.failures.append(
@@ -184,6 +193,8 @@ def format_report(report: GateReport) -> str:
         f"  (uncalibrated ECE {m['ece_int8']:.4f})",
         f"approval rate / min AIR      {m['approval_rate']:.3f} / "
         f"{m['min_adverse_impact_ratio']:.3f}",
+        f"INT8 adjacent weight pair    max |w0|+|w1| = {m['max_adjacent_weight_pair']} "
+        f"(limit {MAX_ADJACENT_WEIGHT_PAIR}: no int16 saturation on AVX2)",
         f"batch invariance (max diff)  alone vs batch {m['batch_invariance_alone_vs_batch']:.3g}, "
         f"alone vs batch with outliers {m['batch_invariance_alone_vs_outlier_batch']:.3g}",
         "reliability (INT8):  bin      rows  mean_p  observed",
