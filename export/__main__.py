@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-from export.config import DATA_CSV, PROTECTED_FROM_MODEL, SPLIT_JSON, QuantizeConfig, TrainConfig
+from export.config import (
+    BUILD_DIR,
+    DATA_CSV,
+    PROTECTED_FROM_MODEL,
+    SPLIT_JSON,
+    QuantizeConfig,
+    TrainConfig,
+)
 from export.quantize import MODES
 
 
@@ -18,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     model = commands.add_parser("model", help="train -> ONNX -> INT8 -> gate -> publish")
     model.add_argument("--quantization", choices=MODES, default=QuantizeConfig().mode)
     model.add_argument("--no-publish", action="store_true", help="run the gate, publish nothing")
+    model.add_argument(
+        "--build-dir", type=Path, default=BUILD_DIR, help="where intermediate files go (build/)"
+    )
+    model.add_argument(
+        "--metrics-json", type=Path, help="also write the gate's metrics and verdict to this file"
+    )
     model.add_argument(
         "--exclude-protected",
         action="store_true",
@@ -43,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
             return _split(args.check)
         if args.command == "model":
             excluded = PROTECTED_FROM_MODEL if args.exclude_protected else ()
-            return _model(args.quantization, publish=not args.no_publish, excluded=excluded)
+            return _model(
+                args.quantization,
+                publish=not args.no_publish,
+                excluded=excluded,
+                build_dir=args.build_dir,
+                metrics_json=args.metrics_json,
+            )
         if args.command == "validate":
             from export.pipeline import validate_published
             from export.validate import format_report
@@ -91,7 +112,13 @@ def _split(check: bool) -> int:
     return 0
 
 
-def _model(mode: str, publish: bool, excluded: tuple[str, ...] = ()) -> int:
+def _model(
+    mode: str,
+    publish: bool,
+    excluded: tuple[str, ...] = (),
+    build_dir: Path = BUILD_DIR,
+    metrics_json: Path | None = None,
+) -> int:
     from export.pipeline import PipelineError, build_model
     from export.validate import format_report
 
@@ -100,11 +127,15 @@ def _model(mode: str, publish: bool, excluded: tuple[str, ...] = ()) -> int:
             train_config=TrainConfig(exclude_from_model=excluded),
             quantize_config=QuantizeConfig(mode=mode),
             publish=publish,
+            build_dir=build_dir,
         )
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_report(report))
+    if metrics_json:
+        verdict = {"passed": report.passed, "failures": report.failures}
+        metrics_json.write_text(json.dumps({**verdict, "metrics": report.metrics}, indent=2))
     if card:
         print("published:\n  " + "\n  ".join(card["artifacts"]))
     return 0 if report.passed else 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import platform
 import shutil
 from importlib import metadata
@@ -79,6 +80,43 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+# CPU flags that select kernels: ONNX Runtime's MLAS (AVX2 / AVX-512 / VNNI / AMX for U8S8),
+# PyTorch's ATen (ATEN_CPU_CAPABILITY) and MKL (MKL_CBWR).
+ISA_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+    "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
+)  # fmt: skip
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "OMP_NUM_THREADS")
+
+
+def build_environment() -> dict:
+    """Where the artifacts were built: CPU model, the ISA flags that select kernels, settings."""
+    cpu_model, flags = platform.processor() or "unknown", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            cpu_model = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            break  # the first CPU's block is enough
+    environment = {
+        "machine": platform.machine(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "isa_flags": [f for f in ISA_FLAGS if f in flags],
+        "kernel_settings": {k: os.environ.get(k) for k in KERNEL_ENV},
+        "os": platform.platform(),
+    }
+    try:
+        import torch  # the training extra; absent where only the sources are republished
+
+        environment["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    except ImportError:
+        pass
+    return environment
+
+
 def write_model_card(card: dict, published: list[Path]) -> dict:
     """Add artifact hashes to ``card`` and write the JSON and Markdown model cards."""
     card = {**card, "artifacts": {relative(p): sha256_file(p) for p in sorted(published)}}
@@ -130,6 +168,18 @@ def render_markdown(card: dict) -> str:
     lines += ["", "## Training configuration", "```json", json.dumps(card["training"], indent=2)]
     lines += ["```", "", "## Package versions", "```json", json.dumps(card["packages"], indent=2)]
     lines += ["```", ""]
+    if "build_environment" in card:
+        env = card["build_environment"]
+        lines += [
+            "## Build environment",
+            f"Built on {env['cpu_model']} ({env['machine']}, {env['cpu_count']} CPUs), ISA flags "
+            f"{', '.join(env['isa_flags'])}; PyTorch kernels "
+            f"`{env.get('torch_cpu_capability', '?')}`; settings "
+            + ", ".join(f"{k}={v}" for k, v in env["kernel_settings"].items())
+            + ". Another CPU reproduces the metrics within the tolerances in "
+            "`export/config.py` (RETRAIN_TOLERANCES), not byte for byte.",
+            "",
+        ]
     return "\n".join(lines)
 
 
