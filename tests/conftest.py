@@ -1,6 +1,6 @@
 """Shared fixtures: the holdout rows, the in-process reference scorer, and a real local Triton.
 
-Markers live in pyproject.toml (``--strict-markers``). Serving figures that tests measure
+Markers live in pyproject.toml (``--strict-markers``). Figures that tests measure
 (information, never thresholds) are printed in the terminal summary.
 """
 
@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     figures = terminalreporter.config.stash.get(FIGURES, {})
     if figures:
-        terminalreporter.section("serving figures (measured, not asserted)")
+        terminalreporter.section("figures (measured, not asserted)")
         for name, value in figures.items():
             terminalreporter.write_line(f"{name}: {value}")
 
@@ -70,17 +70,20 @@ class Reference:
         """Probabilities [n, 1] for raw rows [n, 23]."""
         return self.session.run(None, {"input": self.scaler.transform(raw)})[0]
 
-    def decide(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """What the ensemble's decision step must return for raw rows [n, 23] (1-D per row)."""
-        x = self.scaler.transform(raw)
-        decider = dec.Decider(
+    def decider(self) -> dec.Decider:
+        """The decision step's logic with the published calibration, policy and reasons."""
+        return dec.Decider(
             self.calibration,
             self.policy,
             self.catalogue,
             self.scaler.transform(self.catalogue.reference[None, :])[0],
-            chunk=1024 // x.shape[1],
+            chunk=1024 // len(self.catalogue.codes),
         )
-        out = decider.decide(x, self.score(raw), self.score_standardized)
+
+    def decide(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """What the ensemble's decision step must return for raw rows [n, 23] (1-D per row)."""
+        x = self.scaler.transform(raw)
+        out = self.decider().decide(x, self.score(raw), self.score_standardized)
         return {k: (v[:, 0] if v.shape[1] == 1 else v) for k, v in out.items()}
 
     def score_standardized(self, x: np.ndarray) -> np.ndarray:
