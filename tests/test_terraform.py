@@ -277,24 +277,62 @@ def values(module: Module) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def test_layout_follows_the_style() -> None:
-    expected = {
-        "versions.tf",
-        "variables.tf",
-        "outputs.tf",
-        "main.tf",
-        "network.tf",
-        "iam.tf",
-        "kms.tf",
-        "k8s.tf",
-        "storage.tf",
-        "registry.tf",
-        "README.md",
-        "terraform.tfvars.example",
-        "backend.tf.example",
+# Where each kind of block lives (STYLE.md: one file per concern). Resource types by prefix.
+RESOURCE_FILES = {
+    "yandex_vpc_": "network.tf",
+    "yandex_iam_": "iam.tf",
+    "yandex_resourcemanager_": "iam.tf",
+    "yandex_kms_": "kms.tf",
+    "yandex_kubernetes_": "k8s.tf",
+    "yandex_storage_": "storage.tf",
+    "yandex_container_registry": "registry.tf",
+}
+BLOCK_FILES = {"variable": "variables.tf", "output": "outputs.tf", "terraform": "versions.tf"}
+
+
+def _home(block: str, rtype: str = "") -> str | None:
+    if block != "resource":
+        return BLOCK_FILES.get(block)
+    return next((f for prefix, f in RESOURCE_FILES.items() if rtype.startswith(prefix)), None)
+
+
+def misplaced_blocks(module: Module) -> list[str]:
+    """Blocks outside the file of their concern, and resources no file is named for."""
+    found = []
+    for filename, parsed in module.files.items():
+        for block, entries in parsed.items():
+            for entry in entries if isinstance(entries, list) else [entries]:
+                kinds = entry.keys() if block == "resource" else [""]
+                for rtype in kinds:
+                    home = _home(block, rtype)
+                    if block == "resource" and home is None:
+                        found.append(f"{filename}: resource {rtype} has no file in RESOURCE_FILES")
+                    elif home is not None and home != filename:
+                        name = f"{block} {rtype}".strip()
+                        found.append(f"{filename}: {name} belongs in {home}")
+    return found
+
+
+@requires_hcl2
+def test_layout_follows_the_style(module: Module) -> None:
+    assert misplaced_blocks(module) == []
+    assert {"README.md", "terraform.tfvars.example", "backend.tf.example"} <= {
+        p.name for p in TF_DIR.iterdir()
     }
-    present = {p.name for p in TF_DIR.iterdir()}
-    assert expected <= present, f"missing: {sorted(expected - present)}"
+
+
+@requires_hcl2
+def test_the_layout_check_sees_a_misplaced_block(tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text(
+        'variable "x" {\n  type = string\n}\n'
+        'resource "yandex_vpc_network" "n" {\n  name = "n"\n}\n'
+        'resource "yandex_compute_instance" "vm" {\n  name = "vm"\n}\n'
+    )
+    assert misplaced_blocks(load_module(tmp_path)) == [
+        "main.tf: variable belongs in variables.tf",
+        "main.tf: resource yandex_vpc_network belongs in network.tf",
+        "main.tf: resource yandex_compute_instance has no file in RESOURCE_FILES",
+    ]
 
 
 @requires_hcl2
