@@ -472,13 +472,11 @@ NOTES = [
     "ONNX ops in front of the INT8 graph, equal to the ensemble's output on the holdout). It does "
     "NOT validate input: NaN or codes outside the contract are scored silently. It shows what "
     "the python step costs; it is not a second product.",
-    "Locally `credit_model` runs on the Python-based onnxruntime backend "
-    "(preprocess_ensemble/onnxruntime_backend): each execution crosses the python stub's "
-    "shared-memory IPC, as the python `preprocess` step does. On the NGC image the native C++ "
-    "backend runs it in-process, so every Triton row here (the ensemble's second step and the "
-    "whole folded model) is slower locally than it will be in production; the ensemble-vs-"
-    "folded ratio is pessimistic for the folded model and the FastAPI ratios pessimistic for "
-    "Triton. In-process ORT and FastAPI are unaffected.",
+    "`credit_model` runs in-process on Triton's native C++ onnxruntime backend in both places: "
+    "locally built from the r24.10 sources NGC 24.10 ships (preprocess_ensemble/"
+    "onnxruntime_backend.py) with the pinned onnxruntime wheel's library, on NGC 24.10 with "
+    "ONNX Runtime 1.19.2. The python steps (`preprocess`, `decision` and its BLS call) cross the "
+    "python stub's shared-memory IPC in both places.",
     "Scheduling (chosen with `--variant` runs, loadtest/README.md): no dynamic batching delay "
     "(max_queue_delay 0): at concurrency 1 a delay is pure added latency (each step waits the "
     "whole delay: 200 µs cost about 0.6 ms of p50 over the two steps, in every run), while under "

@@ -6,9 +6,12 @@ Usage::
         [--http-port 8000] [--grpc-port 8001] [--metrics-port 8002] [--host 127.0.0.1]
         [--tritonserver PATH] [--log-file .cache/tritonserver.log] [--ready-timeout 120]
 
+The first start builds Triton's native onnxruntime backend into ``.cache/triton_backends/``
+(about 40 s, :mod:`preprocess_ensemble.onnxruntime_backend`); later starts reuse it.
 Prints the endpoints and the ready models once ``/v2/health/ready`` is 200, then waits.
 Ctrl-C / SIGTERM stop tritonserver (SIGTERM forwarded, SIGKILL after a timeout), exit code 0.
-Exit code 2: port taken, binary or repository missing; 1: not ready in time or server died.
+Exit code 2: port taken, binary or repository missing, backend not buildable; 1: not ready in
+time or server died.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from preprocess_ensemble.triton_server import PortInUseError, TritonServer, TritonServerError
+from preprocess_ensemble.triton_server import (
+    PortInUseError,
+    TritonServer,
+    TritonServerError,
+    default_backend_dir,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = PROJECT_ROOT / ".cache"
@@ -54,11 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.model_repository.is_dir():
         print(f"error: model repository not found: {args.model_repository}", file=sys.stderr)
         return 2
-    py = f"py{sys.version_info.major}.{sys.version_info.minor}"
     try:
         server = TritonServer(
             args.model_repository,
-            backend_dir=CACHE_DIR / "triton_backends" / py,
+            backend_dir=default_backend_dir(),  # the native onnxruntime backend, built once
             http_port=args.http_port,
             grpc_port=args.grpc_port,
             metrics_port=args.metrics_port,

@@ -2,10 +2,10 @@
 
 The wheel ``nvidia-pytriton==0.7.0`` ships Triton 2.51 (``pytriton/tritonserver/bin``), its
 shared libraries (``nvidia_pytriton.libs``, must be on ``LD_LIBRARY_PATH``), the python backend
-and one python backend stub per Python minor version. It has no native onnxruntime backend, so
-:func:`build_backend_dir` adds the Python-based backend ``onnxruntime/model.py`` from this
-package: config.pbtxt files keep ``backend: "onnxruntime"`` and the same model repository runs
-unchanged on the NGC image ``nvcr.io/nvidia/tritonserver:24.10-py3`` (native C++ backend).
+and one python backend stub per Python minor version. It has no onnxruntime backend, so
+:func:`build_backend_dir` adds Triton's own C++ onnxruntime backend, built once from the r24.10
+sources NGC 24.10 ships and cached (:mod:`preprocess_ensemble.onnxruntime_backend`): the same
+model repository and backend code run here and on ``nvcr.io/nvidia/tritonserver:24.10-py3``.
 
 How the python backend stub finds Python packages (checked on this machine, Triton 2.51):
 
@@ -54,8 +54,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from preprocess_ensemble.onnxruntime_backend import (
+    BACKENDS_DIR,
+    BackendBuildError,
+    ensure_backend,
+)
+
 INSTALL_HINT = "install nvidia-pytriton==0.7.0 or pass --tritonserver PATH"
-ONNXRUNTIME_BACKEND = Path(__file__).resolve().parent / "onnxruntime_backend" / "model.py"
 _PY_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -117,18 +122,39 @@ def find_tritonserver(explicit: str | os.PathLike[str] | None = None) -> Path:
     raise TritonServerError(f"tritonserver binary not found (tried {tried}); {INSTALL_HINT}")
 
 
+def _copy_if_changed(src: Path, folder: Path) -> None:
+    """Copy ``src`` into ``folder`` unless an equal file (size, mtime) is already there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / src.name
+    stat = src.stat()
+    if target.exists():
+        current = target.stat()
+        if (current.st_size, current.st_mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, target)  # atomic, so concurrent builders never see partial files
+
+
 def build_backend_dir(dest: str | os.PathLike[str]) -> Path:
     """Assemble a Triton backend directory with ``python/`` and ``onnxruntime/`` (idempotent).
 
     ``python/`` gets libtriton_python.so, triton_python_backend_utils.py and the stub for the
-    running Python's major.minor; ``onnxruntime/model.py`` is this package's Python-based
-    onnxruntime backend.
+    running Python's major.minor from the wheel; ``onnxruntime/`` is Triton's native backend
+    (``libtriton_onnxruntime.so`` + the onnxruntime wheel's ``libonnxruntime.so.1``) from
+    :func:`~preprocess_ensemble.onnxruntime_backend.ensure_backend`, which builds it on first
+    use (about 40 s) and afterwards only checks its cache key.
 
     Args:
-        dest: Directory to fill (created if needed).
+        dest: Directory to fill (created if needed). For :func:`default_backend_dir`,
+            ``onnxruntime/`` is the build cache itself; elsewhere it is a copy of it.
 
     Returns:
         ``dest`` as an absolute path, to pass as ``--backend-directory``.
+
+    Raises:
+        TritonServerError: The wheel's files are missing or the backend cannot be built (one
+            line saying what to install, and the build log).
     """
     root = _pytriton_root()
     if root is None:
@@ -137,20 +163,23 @@ def build_backend_dir(dest: str | os.PathLike[str]) -> Path:
     if not stub.is_file():
         raise TritonServerError(f"the wheel has no python backend stub for Python {_PY_VERSION}")
     dest = Path(dest).resolve()
-    files = {
-        root / "backends" / "python" / "libtriton_python.so": dest / "python",
-        root / "backends" / "python" / "triton_python_backend_utils.py": dest / "python",
-        stub: dest / "python",
-        ONNXRUNTIME_BACKEND: dest / "onnxruntime",
-    }
-    for src, folder in files.items():
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / src.name
-        if not target.exists() or target.read_bytes() != src.read_bytes():
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            shutil.copy2(src, tmp)
-            os.replace(tmp, target)  # atomic, so concurrent builders never see partial files
+    python = root / "backends" / "python"
+    for src in (python / "libtriton_python.so", python / "triton_python_backend_utils.py", stub):
+        _copy_if_changed(src, dest / "python")
     (dest / "python" / stub.name).chmod(0o755)
+    try:
+        native = ensure_backend().directory
+    except BackendBuildError as exc:
+        raise TritonServerError(str(exc)) from exc
+    target = dest / "onnxruntime"
+    if target.resolve() != native:
+        for src in native.iterdir():
+            _copy_if_changed(src, target)
+        for stale in set(target.iterdir()) - {target / src.name for src in native.iterdir()}:
+            if stale.is_dir():  # e.g. left by an older layout of this directory
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
     return dest
 
 
@@ -180,8 +209,8 @@ def stub_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def default_backend_dir() -> Path:
-    """Return a per-user, per-Python shared backend directory under the temp dir."""
-    return Path(tempfile.gettempdir()) / f"triton-backends-{os.getuid()}-py{_PY_VERSION}"
+    """Return ``.cache/triton_backends/py3.X``, whose ``onnxruntime/`` is the native build cache."""
+    return BACKENDS_DIR / f"py{_PY_VERSION}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
