@@ -182,7 +182,7 @@ variable "node_platform_id" {
 
 variable "node_cores" {
   type        = number
-  description = "vCPUs per node. One Triton replica (2 vCPU requested) plus system pods fit on 4."
+  description = "vCPUs per node. One Triton replica (3 vCPU requested) plus system pods fit on 4."
   default     = 4
 
   validation {
@@ -247,7 +247,7 @@ variable "node_autoscaling" {
     max     = number
     initial = number
   })
-  description = "Autoscaling bounds of EACH per-zone node group (three groups). A Triton pod requests 2 vCPU, so a 4-vCPU node holds one: the defaults give 3 nodes at rest (the 3 replicas, one per zone) and up to 15 for the HPA's 12 replicas plus the rolling-update surge pod and the drift job."
+  description = "Autoscaling bounds of EACH per-zone node group (three groups). A Triton pod requests 3 vCPU, so a 4-vCPU node holds one: the defaults give 3 nodes at rest (the 3 replicas, one per zone) and up to 15 for the HPA's 12 replicas plus the rolling-update surge pod and the drift job."
   default = {
     min     = 1
     max     = 5

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from export.config import MODEL_REPOSITORY
 from preprocess_ensemble.triton_server import (
@@ -209,24 +211,73 @@ def test_s3_overlay_takes_credentials_from_a_secret(manifests: dict[str, list[di
     assert any(p.get("port") == 443 for rule in egress for p in rule.get("ports", []))
 
 
-def _config_value(text: str, pattern: str) -> int:
-    match = re.search(pattern, text, re.S)
-    assert match, pattern
-    return int(match.group(1))
+def model_configs(repository: Path = MODEL_REPOSITORY) -> dict[str, model_config_pb2.ModelConfig]:
+    """Every model's config.pbtxt in ``repository``, parsed, by model name."""
+    return {
+        path.parent.name: text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        for path in sorted(repository.glob("*/config.pbtxt"))
+    }
+
+
+def cpu_budget(configs: dict[str, model_config_pb2.ModelConfig]) -> dict[str, int]:
+    """Cores each model can keep busy at once: instances x threads per instance.
+
+    An ensemble runs no code of its own (0). An ONNX Runtime instance runs ``intra_op`` threads
+    (inter-op threads only run in ORT's parallel mode, which the configs never select); a python
+    stub is one process running single-threaded numpy (OMP/OpenBLAS pinned to 1 thread in the
+    Deployment). Any other backend fails the test until the budget learns it.
+    """
+    budget = {}
+    for name, config in configs.items():
+        if config.platform == "ensemble":
+            budget[name] = 0
+            continue
+        groups = list(config.instance_group)
+        assert groups, f"{name}: no instance_group; the default depends on the machine"
+        assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU for g in groups), name
+        instances = sum(g.count for g in groups)
+        assert instances >= 1, name
+        if config.backend == "python":
+            threads = 1
+        elif config.backend == "onnxruntime":
+            params = {k: v.string_value for k, v in config.parameters.items()}
+            assert "intra_op_thread_count" in params, f"{name}: ORT would use every core"
+            threads = int(params["intra_op_thread_count"])
+            assert int(params.get("inter_op_thread_count", "1")) == 1, (
+                f"{name}: inter-op threads run only in ORT's parallel mode; recount the cores"
+            )
+        else:
+            pytest.fail(f"{name}: backend {config.backend!r}: teach cpu_budget its threads")
+        budget[name] = instances * threads
+    return budget
+
+
+def test_cpu_budget_counts_every_model_config() -> None:
+    """The derivation is generic: one more python instance anywhere adds one core."""
+    configs = model_configs()
+    budget = cpu_budget(configs)
+    assert set(budget) == {p.parent.name for p in MODEL_REPOSITORY.glob("*/config.pbtxt")}
+    name = next(n for n, c in configs.items() if c.backend == "python")
+    more = model_config_pb2.ModelConfig()
+    more.CopyFrom(configs[name])
+    more.instance_group[0].count += 1
+    assert sum(cpu_budget({**configs, name: more}).values()) == sum(budget.values()) + 1
 
 
 def test_cpu_matches_instance_and_thread_counts(manifests: dict[str, list[dict]]) -> None:
-    """requests.cpu == limits.cpu == model instances x threads + python preprocess instances."""
-    model = (MODEL_REPOSITORY / "credit_model" / "config.pbtxt").read_text()
-    pre = (MODEL_REPOSITORY / "preprocess" / "config.pbtxt").read_text()
-    count = r"instance_group \[\s*\{\s*count: (\d+)"
-    intra = _config_value(model, r'"intra_op_thread_count".*?string_value: "(\d+)"')
-    inter = _config_value(model, r'"inter_op_thread_count".*?string_value: "(\d+)"')
-    assert inter == 1, "inter-op threads run only in ORT's parallel mode; recount the cores"
-    cores = _config_value(model, count) * intra + _config_value(pre, count)
-    resources = triton_container(manifests["prod"])["resources"]
-    assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == str(cores)
-    assert resources["requests"]["memory"] == resources["limits"]["memory"]
+    """requests.cpu == limits.cpu == the cores every model config can keep busy at once."""
+    budget = cpu_budget(model_configs())
+    cores = sum(budget.values())
+    for overlay, objects in manifests.items():
+        container = triton_container(objects)
+        resources = container["resources"]
+        assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == str(cores), (
+            overlay,
+            budget,
+        )
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], overlay
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1", overlay
 
 
 def test_shm_and_writable_dirs_are_emptydirs(manifests: dict[str, list[dict]]) -> None:

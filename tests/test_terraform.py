@@ -44,8 +44,20 @@ ALLOWED_ZONES = {"ru-central1-a", "ru-central1-b", "ru-central1-d"}
 PUBLIC_CIDRS = {"0.0.0.0/0", "::/0"}
 PRIMITIVE_ROLES = {"admin", "editor", "viewer"}
 # The Deployment in k8s/base: 3 Triton replicas (HPA up to 12), one surge pod during a rolling
-# update, 2 vCPU requested per pod; a node keeps about one vCPU for the system.
-REPLICAS, SURGE, HPA_MAX, POD_VCPU, SYSTEM_VCPU = 3, 1, 12, 2, 1
+# update; a node keeps about one vCPU for the system.
+REPLICAS, SURGE, HPA_MAX, SYSTEM_VCPU = 3, 1, 12, 1
+
+
+def deployment_pod_vcpu() -> int:
+    """The Triton pod's CPU request in k8s/base/deployment.yaml (tests/test_deploy.py derives
+    it from the model configs)."""
+    text = (ROOT / "k8s" / "base" / "deployment.yaml").read_text()
+    match = re.search(r'^\s+requests:\n\s+cpu: "(\d+)"$', text, re.M)
+    assert match, "no whole-core cpu request in k8s/base/deployment.yaml"
+    return int(match.group(1))
+
+
+POD_VCPU = deployment_pod_vcpu()
 # The only checkov findings skipped on purpose, each with its reason inline in the HCL.
 EXPECTED_CHECKOV_SKIPS = {"CKV_YC_5"}
 
