@@ -9,13 +9,16 @@ measured start-up; SIGTERM under load lets in-flight requests finish.
 
 from __future__ import annotations
 
+import ast
 import functools
+import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -30,7 +33,8 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from export.config import MODEL_REPOSITORY
+from export.config import CONTRACT_JSON, MODEL_REPOSITORY
+from preprocess_ensemble.features import FeatureContract
 from preprocess_ensemble.triton_server import (
     TritonServer,
     TritonServerError,
@@ -41,6 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".cache" / "venvs" / "deploy-tools" / "bin"
 OVERLAYS = sorted(p.name for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
 ADMIN_HEADER = "triton-admin-key"
+PROBE_SCRIPT = ROOT / "deploy" / "probe.py"
+PROBE_IN_IMAGE = "/usr/local/bin/triton-probe"
+EXEC_PROBES = ("livenessProbe", "readinessProbe")
 S3_FORM = re.compile(r"^s3://https://storage\.yandexcloud\.net:443/[a-z0-9][a-z0-9.-]+/\S+$")
 
 
@@ -303,6 +310,67 @@ def test_grace_period_outlasts_prestop_and_exit_timeout(manifests: dict[str, lis
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + exit_timeout + 5
 
 
+def load_probe() -> Any:
+    """deploy/probe.py as a module (it is a script, not a package member)."""
+    spec = importlib.util.spec_from_file_location("triton_probe", PROBE_SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_probe_is_stdlib_only_and_carried_by_the_image() -> None:
+    """The NGC image has python3 and its standard library, nothing of ours but this file."""
+    imported = set()
+    for node in ast.walk(ast.parse(PROBE_SCRIPT.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and node.module
+            imported.add(node.module.split(".")[0])
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+    runtime = (ROOT / "Dockerfile").read_text().split(" AS runtime", 1)[1]
+    copies = re.findall(r"^COPY --chmod=0755 deploy/probe\.py (\S+)$", runtime, re.M)
+    assert copies == [PROBE_IN_IMAGE]
+
+
+def test_probe_expects_the_ensembles_outputs_for_a_valid_applicant() -> None:
+    """The probe's expectations are the ensemble's config; its applicant passes the contract."""
+    probe = load_probe()
+    ensemble = model_configs()[probe.MODEL]
+    assert ensemble.platform == "ensemble"
+    kserve = {"STRING": "BYTES"}
+    declared = {}
+    for output in ensemble.output:
+        name = model_config_pb2.DataType.Name(output.data_type).removeprefix("TYPE_")
+        declared[output.name] = (kserve.get(name, name), list(output.dims))
+    assert declared == probe.OUTPUTS
+    FeatureContract.from_json(CONTRACT_JSON).validate(np.array([probe.APPLICANT], np.float32))
+
+
+def test_liveness_and_readiness_run_the_inference_probe(manifests: dict[str, list[dict]]) -> None:
+    """Both probes run triton-probe; readiness gives up first, so a broken pod leaves the
+    Service before the kubelet restarts it; each probe's own deadline is below the kubelet's."""
+    for overlay, objects in manifests.items():
+        container = triton_container(objects)
+        http_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+        for name in EXEC_PROBES:
+            probe = container[name]
+            command = probe["exec"]["command"]
+            assert command[:4] == ["python3", "-I", "-S", PROBE_IN_IMAGE], (overlay, name)
+            assert flag(command, "url") == f"http://127.0.0.1:{http_port}", (overlay, name)
+            assert float(flag(command, "timeout")) < probe["timeoutSeconds"], (overlay, name)
+        ready, live = container["readinessProbe"], container["livenessProbe"]
+        assert ready.get("successThreshold", 1) == 1
+        assert (
+            ready["periodSeconds"] * ready["failureThreshold"]
+            < live["periodSeconds"] * live["failureThreshold"]
+        ), overlay
+        # While models load only the cheap health endpoint is asked; the exec probes start
+        # after the startup probe passed.
+        assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready", overlay
+
+
 def test_hpa_metric_is_the_adapter_rule(manifests: dict[str, list[dict]], tools: Path) -> None:
     hpa = find(manifests["prod"], "HorizontalPodAutoscaler")
     names = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
@@ -410,10 +478,13 @@ def start_container_server(
     tmp_path: Path,
     log_name: str,
     exit_timeout: int | None = None,
+    local_ports: dict[str, int] | None = None,
 ) -> Started:
     """Start the local Triton as the prod Deployment's container would run.
 
-    ``exit_timeout`` replaces --exit-timeout-secs (only for the test that pins its limit).
+    ``exit_timeout`` replaces --exit-timeout-secs (only for the test that pins its limit);
+    ``local_ports`` (``http_port``, ``grpc_port``, ``metrics_port``) reuses a stopped server's
+    ports, as a container restarted by the kubelet keeps its pod's.
     """
     container = triton_container(manifests["prod"])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -424,7 +495,9 @@ def start_container_server(
         args.append(f"--exit-timeout-secs={exit_timeout}")
     argv = entrypoint_argv(args, key, tmp_path)
     try:
-        server = ContainerArgsServer(argv, ports, log_path=tmp_path / log_name)
+        server = ContainerArgsServer(
+            argv, ports, log_path=tmp_path / log_name, **(local_ports or {})
+        )
     except TritonServerError as error:
         if os.environ.get("CI"):
             raise
@@ -487,18 +560,71 @@ def test_container_args_start_a_ready_server(started: Started, figures: dict[str
     )
 
 
+@dataclass
+class ProbeRun:
+    """One run of an exec probe's command: exit code, its stderr line and what it cost."""
+
+    code: int
+    stderr: str
+    seconds: float
+    cpu_seconds: float
+    max_rss_mib: float
+
+
+def probe_argv(started: Started, probe: str) -> list[str]:
+    """The probe's exec command for this machine: this python, the repo's script, local port."""
+    command = started.container[probe]["exec"]["command"]
+    assert command[0] == "python3" and PROBE_IN_IMAGE in command
+    argv = [sys.executable]
+    for arg in command[1:]:
+        if arg == PROBE_IN_IMAGE:
+            arg = str(PROBE_SCRIPT)
+        elif arg.startswith("--url="):
+            port = int(arg.rsplit(":", 1)[1])
+            arg = f"--url=http://127.0.0.1:{started.local_port(port)}"
+        argv.append(arg)
+    return argv
+
+
+# Runs argv[1:] with no environment and prints [exit code, wall s, CPU s, peak RSS KiB]. A
+# small launcher, because a child forked from pytest inherits pytest's RSS high-water mark.
+_MEASURE = """
+import json, os, sys, time
+t0 = time.monotonic()
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], {})
+_, status, usage = os.wait4(pid, 0)
+seconds = time.monotonic() - t0
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps([code, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss]))
+"""
+
+
+def run_probe(argv: list[str]) -> ProbeRun:
+    """Run a probe command as the kubelet would (no environment); measure its own cost.
+
+    The probe's stdout must stay empty (the launcher's JSON line is the only output).
+    """
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _MEASURE, *argv],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    code, seconds, cpu, rss_kib = json.loads(result.stdout)
+    return ProbeRun(code, result.stderr.strip(), seconds, cpu, rss_kib / 1024)
+
+
 @pytest.mark.triton
-def test_probe_paths_and_ports_answer_200(
-    started: Started, manifests: dict[str, list[dict]]
-) -> None:
-    """(b) Exactly the probe paths and ports the manifests name; the Services' target ports."""
-    probes = ("startupProbe", "livenessProbe", "readinessProbe")
-    for name in probes:
-        get = started.container[name]["httpGet"]
-        url = f"http://127.0.0.1:{started.local_port(get['port'])}{get['path']}"
-        assert http(url) == 200, f"{name}: {url}"
-    assert started.container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert started.container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+def test_probe_paths_and_ports_answer(started: Started, manifests: dict[str, list[dict]]) -> None:
+    """(b) Every probe the manifests name passes on their ports; the Services' target ports."""
+    startup = started.container["startupProbe"]["httpGet"]
+    url = f"http://127.0.0.1:{started.local_port(startup['port'])}{startup['path']}"
+    assert http(url) == 200, url
+    for name in EXEC_PROBES:
+        run = run_probe(probe_argv(started, name))
+        assert run.code == 0 and not run.stderr, (name, run)
     for service in (o for o in manifests["prod"] if o["kind"] == "Service"):
         for port in service["spec"]["ports"]:
             local = started.local_port(port["targetPort"])
@@ -576,34 +702,147 @@ def start_load(url: str, threads: int, seconds: float) -> tuple[threading.Event,
 def test_probe_timings_fit_measured_startup_and_load(
     started: Started, figures: dict[str, str]
 ) -> None:
-    """(c) Startup window >> measured time to ready; probes answer well within their timeout."""
+    """(c) Startup window >> measured time to ready; under load the probes keep passing.
+
+    Under load a probe's request waits behind 1024-row batches in every step. The probes'
+    latency is reported, not asserted (this machine is shared); asserted is what load must
+    never do: make the ensemble answer a probe wrongly. A run that failed could only have
+    hit its own deadline, and the kubelet then needs failureThreshold of those in a row.
+    """
     startup = started.container["startupProbe"]
     window = startup.get("initialDelaySeconds", 0) + (
         startup["periodSeconds"] * startup["failureThreshold"]
     )
     # The NGC image, a cold node and an S3 download are slower than this machine: 10x margin.
     assert window >= max(60.0, 10 * started.to_ready), (window, started.to_ready)
-    stop, outcomes, workers = start_load(started.server.http_url, threads=4, seconds=20)
-    latencies: dict[str, list[float]] = {"live": [], "ready": []}
+    stop, outcomes, workers = start_load(started.server.http_url, threads=4, seconds=30)
+    runs: dict[str, list[ProbeRun]] = {name: [] for name in EXEC_PROBES}
     try:
         time.sleep(1.0)
-        for _ in range(20):
-            for what in latencies:
-                t0 = time.monotonic()
-                assert http(f"http://{started.server.http_url}/v2/health/{what}") == 200
-                latencies[what].append(time.monotonic() - t0)
-            time.sleep(0.05)
+        for _ in range(8):
+            for name in EXEC_PROBES:
+                runs[name].append(run_probe(probe_argv(started, name)))
     finally:
         stop.set()
         for worker in workers:
             worker.join(30)
     assert outcomes and all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
-    for what, probe in (("live", "livenessProbe"), ("ready", "readinessProbe")):
-        timeout = started.container[probe]["timeoutSeconds"]
-        assert max(latencies[what]) < timeout / 3, (what, max(latencies[what]), timeout)
-    figures["probe latency under load (max live / ready)"] = (
-        f"{1000 * max(latencies['live']):.1f} ms / {1000 * max(latencies['ready']):.1f} ms "
-        f"({len(outcomes)} 1024-row requests meanwhile)"
+    for name, done in runs.items():
+        for run in done:
+            assert run.code == 0 or "TimeoutError" in run.stderr, (name, run.stderr)
+    summary = []
+    for name, done in runs.items():
+        timeout = started.container[name]["timeoutSeconds"]
+        slow = sum(run.code != 0 for run in done)
+        summary.append(
+            f"{name} max {max(r.seconds for r in done):.2f} s of its {timeout} s "
+            f"(missed its deadline {slow} of {len(done)})"
+        )
+    figures["exec probes under load (4 clients, 1024-row requests)"] = (
+        "; ".join(summary) + f"; {len(outcomes)} requests meanwhile"
+    )
+
+
+PYTHON_STEPS = sorted(name for name, c in model_configs().items() if c.backend == "python")
+
+
+def exact_scores(started: Started, holdout: np.ndarray, reference: Any) -> int:
+    """Rows of 256 holdout applicants whose answer differs from the in-process reference."""
+    import tritonclient.http as httpclient
+
+    rows = holdout[:256]
+    client = httpclient.InferenceServerClient(started.server.http_url, network_timeout=60)
+    try:
+        inputs = [httpclient.InferInput("features", list(rows.shape), "FP32")]
+        inputs[0].set_data_from_numpy(rows, binary_data=True)
+        result = client.infer("credit_scoring", inputs)
+    finally:
+        client.close()
+    expected = reference.decide(rows)
+    probability = result.as_numpy("probability")[:, 0]
+    decision = result.as_numpy("decision")[:, 0].astype(str)
+    wrong = np.abs(probability - reference.score(rows)[:, 0]) > 1e-6
+    wrong |= decision != expected["decision"]
+    wrong |= result.as_numpy("score")[:, 0] != expected["score"]
+    return int(wrong.sum())
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+@pytest.mark.parametrize("step", PYTHON_STEPS)
+def test_probe_sees_a_killed_python_step_and_a_restart_heals_it(
+    manifests: dict[str, list[dict]],
+    tmp_path: Path,
+    step: str,
+    holdout: np.ndarray,
+    reference: Any,
+    figures: dict[str, str],
+) -> None:
+    """kill -9 of a python step's stub: health stays 200, the probe fails at its next run;
+    a restart with the same argv and ports (what the kubelet does after liveness fails)
+    brings back a passing probe and exact scores.
+
+    Nothing here is timed against a limit: the first probe run after the kill must fail (so
+    it fails within one probe period), and the figures report how long each phase took.
+    """
+    from reliability.traffic import stub_pid
+
+    run = start_container_server(manifests, tmp_path, "before.log")
+    ready_argv = probe_argv(run, "readinessProbe")
+    try:
+        costs = [run_probe(ready_argv) for _ in range(5)]
+        assert all(c.code == 0 for c in costs), [c.stderr for c in costs]
+        assert exact_scores(run, holdout, reference) == 0
+        victim = stub_pid(run.server, step)
+        assert victim is not None, f"no python stub for {step}"
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        after_kill = run_probe(ready_argv)
+        to_failing = time.monotonic() - killed_at
+        live_status = http(f"http://{run.server.http_url}/v2/health/live")
+        ready_status = http(f"http://{run.server.http_url}/v2/health/ready")
+        liveness = run_probe(probe_argv(run, "livenessProbe"))
+        local_ports = {
+            "http_port": run.server.http_port,
+            "grpc_port": run.server.grpc_port,
+            "metrics_port": run.server.metrics_port,
+        }
+        stop_at = time.monotonic()
+        run.server.stop()
+        stopped = time.monotonic() - stop_at
+    finally:
+        run.server.stop()
+    assert after_kill.code == 1, after_kill
+    assert after_kill.stderr.count("\n") == 0 and "HTTP 500" in after_kill.stderr
+    assert liveness.code == 1, liveness
+    assert f"'{step}_0_0' is not healthy" in after_kill.stderr, after_kill.stderr
+
+    restart_at = time.monotonic()
+    again = start_container_server(manifests, tmp_path, "after.log", local_ports=local_ports)
+    try:
+        to_startup = time.monotonic() - restart_at  # start_container_server waits for ready
+        passes = run_probe(probe_argv(again, "readinessProbe"))
+        to_ready = time.monotonic() - restart_at
+        assert passes.code == 0, passes
+        assert run_probe(probe_argv(again, "livenessProbe")).code == 0
+        assert exact_scores(again, holdout, reference) == 0
+    finally:
+        again.server.stop()
+
+    wall = sorted(c.seconds for c in costs)
+    figures[f"kill -9 {step} stub -> probe fails"] = (
+        f"{to_failing:.2f} s (the first run after the kill: exit 1, {after_kill.stderr!r}); "
+        f"/v2/health/live {live_status}, /v2/health/ready {ready_status} meanwhile"
+    )
+    figures[f"kill -9 {step}: restart -> ready"] = (
+        f"SIGTERM -> exit {stopped:.2f} s (a dead stub holds the exit until "
+        f"--exit-timeout-secs); start -> /v2/health/ready {to_startup:.2f} s, "
+        f"-> exec probe passes {to_ready:.2f} s; 256 rows exact again"
+    )
+    figures["probe cost (5 runs on an idle server)"] = (
+        f"wall {wall[len(wall) // 2]:.3f} s median / {wall[-1]:.3f} s max, "
+        f"CPU {max(c.cpu_seconds for c in costs):.3f} s max, "
+        f"peak RSS {max(c.max_rss_mib for c in costs):.1f} MiB"
     )
 
 
