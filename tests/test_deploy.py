@@ -48,6 +48,14 @@ ADMIN_HEADER = "triton-admin-key"
 PROBE_SCRIPT = ROOT / "deploy" / "probe.py"
 PROBE_IN_IMAGE = "/usr/local/bin/triton-probe"
 EXEC_PROBES = ("livenessProbe", "readinessProbe")
+PUBLIC = "public"  # the one overlay reachable from outside the cluster
+CLIENT_LABEL = "credit-scoring/client"
+GRPC_TLS_FLAGS = {
+    "--grpc-use-ssl-mutual",
+    "--grpc-server-cert",
+    "--grpc-server-key",
+    "--grpc-root-cert",
+}
 S3_FORM = re.compile(r"^s3://https://storage\.yandexcloud\.net:443/[a-z0-9][a-z0-9.-]+/\S+$")
 
 
@@ -187,15 +195,110 @@ def test_every_overlay_renders_the_core_objects(manifests: dict[str, list[dict]]
 
 
 def test_dockerfile_cmd_is_the_deployment_args(manifests: dict[str, list[dict]]) -> None:
-    """One flag list: the image's CMD, prod's args; prod-s3 changes only the repository."""
+    """One flag list: the image's CMD, prod's args; prod-s3 changes only the repository, the
+    public overlay only adds Triton's gRPC TLS flags."""
     prod = triton_container(manifests["prod"])["args"]
     assert dockerfile_cmd() == prod
+    common = [a for a in prod if not a.startswith("--model-repository=")]
     for overlay, objects in manifests.items():
         args = triton_container(objects)["args"]
         same = [a for a in args if not a.startswith("--model-repository=")]
-        assert same == [a for a in prod if not a.startswith("--model-repository=")], overlay
+        if overlay == PUBLIC:
+            assert {a.split("=", 1)[0] for a in same[len(common) :]} == GRPC_TLS_FLAGS
+            same = same[: len(common)]
+        assert same == common, overlay
     s3 = flag(triton_container(manifests["prod-s3"])["args"], "model-repository")
     assert S3_FORM.match(s3), s3
+
+
+def exposure(objects: list[dict[str, Any]]) -> list[str]:
+    """What of an overlay is reachable from outside the cluster, one line per way in."""
+    found = []
+    for service in (o for o in objects if o["kind"] == "Service"):
+        spec = service["spec"]
+        if spec.get("type", "ClusterIP") != "ClusterIP" or spec.get("externalIPs"):
+            ports = ", ".join(
+                f"{p['port']}->{p['targetPort']} (nodePort {p.get('nodePort')})"
+                for p in spec["ports"]
+            )
+            found.append(f"Service {service['metadata']['name']} {spec['type']}: {ports}")
+    for ingress in (o for o in objects if o["kind"] == "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                found.append(
+                    f"Ingress {ingress['metadata']['name']} https://{rule['host']}{path['path']} "
+                    f"({path['pathType']}) -> {backend['name']}:{backend['port']['name']}"
+                )
+    for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            blocks = [p["ipBlock"]["cidr"] for p in peers or [] if "ipBlock" in p]
+            if not peers or blocks:
+                ports = ", ".join(str(p["port"]) for p in rule.get("ports", [])) or "all ports"
+                found.append(f"NetworkPolicy: {ports} from {blocks or 'anywhere'}")
+    return found
+
+
+def test_only_the_public_overlay_is_reachable_from_outside(
+    manifests: dict[str, list[dict]], figures: dict[str, str]
+) -> None:
+    """Private by default: every overlay but ``public`` is ClusterIP behind a NetworkPolicy
+    that names its clients; ``public`` exposes only TLS endpoints that check client certs."""
+    for overlay, objects in manifests.items():
+        figures[f"exposed by k8s/overlays/{overlay}"] = "; ".join(exposure(objects)) or "nothing"
+        if overlay != PUBLIC:
+            assert exposure(objects) == [], overlay
+        policy = find(objects, "NetworkPolicy")["spec"]
+        assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+        private = policy["ingress"][:2]  # the base's rules, in every overlay
+        clients, scraper = (rule["from"] for rule in private)
+        assert clients == [
+            {
+                "namespaceSelector": {"matchLabels": {CLIENT_LABEL: "true"}},
+                "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}},
+            }
+        ], overlay
+        assert [p["port"] for p in private[0]["ports"]] == ["http", "grpc"]
+        assert scraper[0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "monitoring"
+        }
+        assert [p["port"] for p in private[1]["ports"]] == ["metrics"]
+        if overlay != PUBLIC:
+            assert len(policy["ingress"]) == 2, overlay
+    public = manifests[PUBLIC]
+    assert exposure(public) == [
+        "Service credit-scoring-triton-grpc-public LoadBalancer: 8001->grpc (nodePort 30801)",
+        "Ingress credit-scoring-triton https://scoring.example.com/v2/models/credit_scoring "
+        "(Prefix) -> credit-scoring-triton:http",
+        "NetworkPolicy: grpc from ['0.0.0.0/0']",
+    ]
+    # gRPC from anywhere is Triton's own mutual TLS, from a mounted Secret.
+    container = triton_container(public)
+    args = container["args"]
+    assert flag(args, "grpc-use-ssl-mutual") == "true"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {
+        v["name"]: v for v in find(public, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
+    for name in ("grpc-server-cert", "grpc-server-key", "grpc-root-cert"):
+        path = Path(flag(args, name))
+        volume = next(v for v, m in mounts.items() if path.parent == Path(m))
+        assert "secret" in volumes[volume], name
+    # HTTP only through the Ingress: TLS for every host, client certificates, the ingress
+    # controller's pods alone admitted to the HTTP port.
+    ingress = find(public, "Ingress")
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    assert hosts <= {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/auth-tls-verify-client"] == "on"
+    assert notes["nginx.ingress.kubernetes.io/auth-tls-secret"].startswith("credit-scoring/")
+    extra = find(public, "NetworkPolicy")["spec"]["ingress"][2:]
+    nginx = [rule for rule in extra if "ipBlock" not in rule["from"][0]]
+    assert [p["port"] for rule in nginx for p in rule["ports"]] == ["http"]
+    assert nginx[0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
 
 
 def test_production_flags(manifests: dict[str, list[dict]]) -> None:
@@ -428,7 +531,14 @@ def entrypoint_argv(args: list[str], key: str, tmp_path: Path) -> list[str]:
 class ContainerArgsServer(TritonServer):
     """The local Triton started with exactly the container's argv, paths and ports mapped."""
 
-    def __init__(self, argv: list[str], ports: dict[str, int], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        ports: dict[str, int],
+        paths: dict[str, Path] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``paths`` maps a container directory (a mounted Secret) to a local one."""
         super().__init__(MODEL_REPOSITORY, backend_dir=default_backend_dir(), **kwargs)
         mapping = {ports["http"]: self.http_port, ports["grpc"]: self.grpc_port}
         mapping[ports["metrics"]] = self.metrics_port
@@ -441,6 +551,9 @@ class ContainerArgsServer(TritonServer):
                 arg = f"--model-repository={self.model_repository}"
             elif name in {"--http-port", "--grpc-port", "--metrics-port"}:
                 arg = f"{name}={mapping[int(value)]}"
+            for inside, local in (paths or {}).items():
+                if value.startswith(f"{inside}/"):
+                    arg = f"{name}={local}/{value.removeprefix(f'{inside}/')}"
             self.mapped.append(arg)
 
     def command(self) -> list[str]:
@@ -479,14 +592,17 @@ def start_container_server(
     log_name: str,
     exit_timeout: int | None = None,
     local_ports: dict[str, int] | None = None,
+    overlay: str = "prod",
+    paths: dict[str, Path] | None = None,
 ) -> Started:
     """Start the local Triton as the prod Deployment's container would run.
 
     ``exit_timeout`` replaces --exit-timeout-secs (only for the test that pins its limit);
     ``local_ports`` (``http_port``, ``grpc_port``, ``metrics_port``) reuses a stopped server's
-    ports, as a container restarted by the kubelet keeps its pod's.
+    ports, as a container restarted by the kubelet keeps its pod's; ``paths`` maps mounted
+    Secret directories of ``overlay``'s container to local ones.
     """
-    container = triton_container(manifests["prod"])
+    container = triton_container(manifests[overlay])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     key = f"test-{os.getpid()}-{time.monotonic_ns()}"
     args = list(container["args"])
@@ -496,7 +612,7 @@ def start_container_server(
     argv = entrypoint_argv(args, key, tmp_path)
     try:
         server = ContainerArgsServer(
-            argv, ports, log_path=tmp_path / log_name, **(local_ports or {})
+            argv, ports, paths, log_path=tmp_path / log_name, **(local_ports or {})
         )
     except TritonServerError as error:
         if os.environ.get("CI"):
@@ -741,6 +857,79 @@ def test_probe_timings_fit_measured_startup_and_load(
     figures["exec probes under load (4 clients, 1024-row requests)"] = (
         "; ".join(summary) + f"; {len(outcomes)} requests meanwhile"
     )
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is required for the TLS test in CI")
+        pytest.skip("openssl not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    key = ["-newkey", "rsa:2048", "-nodes"]
+    run("req", "-x509", *key, "-days", "1", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out",
+        "ca.crt")  # fmt: skip
+    sign = ["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1"]
+    for name, subject, extra in (
+        ("tls", "/CN=localhost", ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]),
+        ("client", "/CN=credit-scoring-client", []),
+    ):
+        run("req", *key, "-subj", subject, *extra, "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", *sign, "-copy_extensions", "copy", "-out",
+            f"{name}.crt")  # fmt: skip
+    return {n: directory / n for n in ("ca.crt", "tls.crt", "tls.key", "client.crt", "client.key")}
+
+
+@pytest.mark.triton
+def test_public_overlay_grpc_requires_a_client_certificate(
+    manifests: dict[str, list[dict]], tmp_path: Path, holdout: np.ndarray, reference: Any
+) -> None:
+    """The public overlay's Triton args (its TLS flags) on the local 2.51: gRPC scores only
+    over TLS with a client certificate of the CA; HTTP (behind the Ingress) and the probes are
+    unchanged."""
+    import tritonclient.grpc as grpcclient
+
+    container = triton_container(manifests[PUBLIC])
+    mount = Path(flag(container["args"], "grpc-server-cert")).parent
+    certs = make_certificates(tmp_path / "tls")
+    run = start_container_server(
+        manifests, tmp_path, "public.log", overlay=PUBLIC, paths={str(mount): tmp_path / "tls"}
+    )
+    rows = holdout[:8]
+
+    def score(**tls: Any) -> np.ndarray:
+        client = grpcclient.InferenceServerClient(run.server.grpc_url, **tls)
+        try:
+            inputs = [grpcclient.InferInput("features", list(rows.shape), "FP32")]
+            inputs[0].set_data_from_numpy(rows)
+            result = client.infer("credit_scoring", inputs, client_timeout=10)
+            return result.as_numpy("probability")
+        finally:
+            client.close()
+
+    try:
+        trusted = score(
+            ssl=True,
+            root_certificates=str(certs["ca.crt"]),
+            private_key=str(certs["client.key"]),
+            certificate_chain=str(certs["client.crt"]),
+        )
+        np.testing.assert_allclose(trusted, reference.score(rows), atol=1e-6)
+        refused = []
+        for tls in ({}, {"ssl": True, "root_certificates": str(certs["ca.crt"])}):
+            try:
+                score(**tls)
+            except Exception as error:  # noqa: BLE001 - any refusal will do
+                refused.append(f"{type(error).__name__}: {str(error)[:120]}")
+        assert len(refused) == 2, f"scored without a client certificate: {refused}"
+        assert all(run_probe(probe_argv(run, p)).code == 0 for p in EXEC_PROBES)
+    finally:
+        run.server.stop()
 
 
 PYTHON_STEPS = sorted(name for name, c in model_configs().items() if c.backend == "python")

@@ -792,12 +792,15 @@ def test_no_secrets_or_real_ids_committed() -> None:
 
 @requires_hcl2
 def test_service_node_ports_match_the_ports_terraform_opens(values: dict[str, Any]) -> None:
-    """The LoadBalancer Service's pinned NodePorts are the ones the security group opens."""
-    service = (ROOT / "k8s" / "base" / "service.yaml").read_text()
-    pinned = {
-        name: int(port)
-        for name, port in re.findall(
-            r"- name: (http|grpc)\n(?:[^\n]*\n)*?\s+nodePort: (\d+)", service
-        )
-    }
-    assert pinned == {k: int(v) for k, v in values["triton_node_ports"].items()}
+    """The public overlay's pinned NodePorts are the ones the security group opens: Triton's
+    TLS gRPC LoadBalancer Service and the ingress-nginx controller's HTTPS port. The base
+    Service is ClusterIP and pins none."""
+    public = ROOT / "k8s" / "components" / "public-tls"
+    service = (public / "service-grpc-public.yaml").read_text()
+    grpc = re.findall(r"targetPort: grpc\n\s+nodePort: (\d+)", service)
+    values_file = (public / "ingress-nginx-values.yaml").read_text()
+    https = re.findall(r"nodePorts:\n\s+https: (\d+)", values_file)
+    assert "nodePort" not in (ROOT / "k8s" / "base" / "service.yaml").read_text()
+    assert len(grpc) == len(https) == 1
+    opened = {k: int(v) for k, v in values["triton_node_ports"].items()}
+    assert opened == {"http": int(https[0]), "grpc": int(grpc[0])}
