@@ -341,6 +341,7 @@ def test_variables_typed_described_validated(module: Module) -> None:
         "kubernetes_version",
         "release_channel",
         "master_allowed_cidrs",
+        "service_ingress_cidrs",
         "triton_node_ports",
         "node_platform_id",
         "node_cores",
@@ -431,10 +432,17 @@ def test_private_nodes_leave_through_nat(module: Module) -> None:
 def test_public_ingress_only_on_the_service_ports(module: Module, values: dict[str, Any]) -> None:
     assert public_ingress_violations(module, values) == []
     service = module.resource("yandex_vpc_security_group", "triton_service")
-    ports = {resolve(r["port"], values) for r in blocks(service, "ingress")}
+    assert not blocks(service, "ingress"), "every service rule depends on service_ingress_cidrs"
+    rules = dynamic_contents(service, "ingress")
+    for rule in rules:  # no rule at all while the allow-list is empty
+        assert rule["__for_each__"].startswith("${length(var.service_ingress_cidrs) > 0 ?")
+        assert rule["v4_cidr_blocks"] == "${var.service_ingress_cidrs}"
+        assert "TLS" in rule["description"]
+    ports = {resolve(r["port"], values) for r in rules}
     assert ports == set(values["triton_node_ports"].values())
-    descriptions = " ".join(r["description"] for r in blocks(service, "ingress"))
-    assert "8000" in descriptions and "8001" in descriptions
+    # Even with the whole internet listed, only those two TLS NodePorts open.
+    internet = {**values, "service_ingress_cidrs": ["0.0.0.0/0"]}
+    assert public_ingress_violations(module, internet) == []
     # The API is never open to the world, whatever the example says.
     master = module.resource("yandex_vpc_security_group", "k8s_master")
     for rule in blocks(master, "ingress"):
@@ -686,7 +694,11 @@ def test_example_tfvars_pass_the_validations(variables_only: Path) -> None:
         "node_autoscaling={min=0,max=3,initial=1}",
         "node_autoscaling={min=1,max=1,initial=1}",
         "node_autoscaling={min=2,max=3,initial=1}",
-        "triton_node_ports={http=8000,grpc=8001}",
+        "triton_node_ports={https=8000,grpc=8001}",
+        'service_ingress_cidrs=["0.0.0.0/0"]',
+        'service_ingress_cidrs=["10.0.0.0/8","0.0.0.0/1"]',
+        'service_ingress_cidrs=["2001:db8::/32"]',
+        'service_ingress_cidrs=["203.0.113.0"]',
         "node_memory_gb=64",
         "folder_id=not-a-folder",
     ],
@@ -695,6 +707,27 @@ def test_variable_validation_rejects(variables_only: Path, assignment: str) -> N
     result = plan_with(variables_only, assignment)
     assert result.returncode != 0, f"{assignment} was accepted"
     assert "Invalid value for variable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "assignments",
+    [
+        ['service_ingress_cidrs=["198.51.100.0/24","10.0.0.0/8"]'],
+        ['service_ingress_cidrs=["0.0.0.0/0"]', "allow_internet_clients=true"],
+    ],
+    ids=["allow-list", "internet-with-second-key"],
+)
+def test_variable_validation_accepts(variables_only: Path, assignments: list[str]) -> None:
+    result = plan_with(variables_only, *assignments)
+    assert result.returncode == 0, result.stderr
+
+
+def test_defaults_open_nothing_to_the_internet(module: Module) -> None:
+    """Private by default: no caller is allowed until the applier lists some."""
+    assert module.variables["service_ingress_cidrs"]["default"] == []
+    assert module.variables["allow_internet_clients"]["default"] is False
+    example = parse_hcl(TFVARS_EXAMPLE.read_text())
+    assert example["service_ingress_cidrs"] == [] and example["allow_internet_clients"] is False
 
 
 # --------------------------------------------------------------------------------------------
@@ -803,4 +836,4 @@ def test_service_node_ports_match_the_ports_terraform_opens(values: dict[str, An
     assert "nodePort" not in (ROOT / "k8s" / "base" / "service.yaml").read_text()
     assert len(grpc) == len(https) == 1
     opened = {k: int(v) for k, v in values["triton_node_ports"].items()}
-    assert opened == {"http": int(https[0]), "grpc": int(grpc[0])}
+    assert opened == {"https": int(https[0]), "grpc": int(grpc[0])}
