@@ -50,11 +50,13 @@ LABEL org.opencontainers.image.title="credit-scoring-triton" \
 # Only what Triton loads; owned by root and read-only to the server user.
 COPY --from=builder /src/model_repository/ /models/
 COPY --chmod=0755 deploy/triton-entrypoint.sh /usr/local/bin/triton-entrypoint
+# The liveness/readiness probe: one inference through the ensemble (stdlib only, the image's python3).
+COPY --chmod=0755 deploy/probe.py /usr/local/bin/triton-probe
 # triton-server is the image's non-root user (uid/gid 1000, asserted by NVIDIA's own build).
 USER 1000:1000
 EXPOSE 8000 8001 8002
-# No HEALTHCHECK: Kubernetes ignores it; the Deployment's probes call /v2/health/{live,ready}
-# (checkov CKV_DOCKER_2 is skipped for this reason in deploy/checkov-skips.tsv).
+# No HEALTHCHECK: Kubernetes ignores it; the Deployment's probes run triton-probe and
+# /v2/health/ready (checkov CKV_DOCKER_2 is skipped for this reason in deploy/checkov-skips.tsv).
 ENTRYPOINT ["/usr/local/bin/triton-entrypoint"]
 # The entrypoint execs tritonserver with these flags. Keep them in step with the container args
 # in k8s/base/deployment.yaml (tests/test_deploy.py checks).

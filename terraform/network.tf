@@ -135,26 +135,34 @@ resource "yandex_vpc_security_group" "k8s_nodes" {
   }
 }
 
-# The only internet-facing ports: the NodePorts behind the network load balancer that Kubernetes
-# creates for the Triton Service (HTTP 8000 -> triton_node_ports.http, gRPC 8001 -> .grpc).
+# The only ports that can face the internet: the TLS endpoints of k8s/overlays/public (HTTPS of
+# the ingress-nginx controller, Triton's mutual-TLS gRPC), through their NodePorts, to
+# service_ingress_cidrs only. That list is empty by default, and then this group admits nothing
+# (the other overlays create no load balancer at all).
 resource "yandex_vpc_security_group" "triton_service" {
   name        = "${var.name}-triton-service"
-  description = "Triton HTTP (8000) and gRPC (8001) through their NodePorts"
+  description = "TLS endpoints of the public overlay (HTTPS, gRPC) through their NodePorts"
   folder_id   = var.folder_id
   network_id  = yandex_vpc_network.main.id
   labels      = local.labels
 
-  ingress {
-    description    = "Triton HTTP 8000 (NodePort)"
-    protocol       = "TCP"
-    port           = var.triton_node_ports.http
-    v4_cidr_blocks = var.service_ingress_cidrs
+  dynamic "ingress" {
+    for_each = length(var.service_ingress_cidrs) > 0 ? ["https"] : []
+    content {
+      description    = "HTTPS of ingress-nginx (NodePort): TLS and client certificates, then Triton HTTP 8000"
+      protocol       = "TCP"
+      port           = var.triton_node_ports.https
+      v4_cidr_blocks = var.service_ingress_cidrs
+    }
   }
 
-  ingress {
-    description    = "Triton gRPC 8001 (NodePort)"
-    protocol       = "TCP"
-    port           = var.triton_node_ports.grpc
-    v4_cidr_blocks = var.service_ingress_cidrs
+  dynamic "ingress" {
+    for_each = length(var.service_ingress_cidrs) > 0 ? ["grpc"] : []
+    content {
+      description    = "Triton gRPC 8001 with mutual TLS (NodePort)"
+      protocol       = "TCP"
+      port           = var.triton_node_ports.grpc
+      v4_cidr_blocks = var.service_ingress_cidrs
+    }
   }
 }

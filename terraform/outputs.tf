@@ -72,7 +72,7 @@ output "kms_key_ids" {
 }
 
 output "triton_node_ports" {
-  description = "NodePorts the Triton LoadBalancer Service must use (http -> 8000, grpc -> 8001)."
+  description = "NodePorts the public overlay must use: https (ingress-nginx controller), grpc (Triton's mutual-TLS gRPC Service)."
   value       = try(var.triton_node_ports, null)
 }
 

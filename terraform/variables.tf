@@ -140,30 +140,41 @@ variable "master_allowed_cidrs" {
 
 variable "service_ingress_cidrs" {
   type        = list(string)
-  description = "IPv4 CIDRs allowed to call the Triton service (HTTP 8000, gRPC 8001 through their NodePorts). 0.0.0.0/0 for a public API."
-  default     = ["0.0.0.0/0"]
+  description = "IPv4 CIDRs allowed to reach the TLS endpoints of k8s/overlays/public (ingress-nginx HTTPS and Triton's mutual-TLS gRPC, on triton_node_ports). Empty, the default: the security group opens nothing (the other overlays create no load balancer at all). 0.0.0.0/0, or anything wider than /8, also needs allow_internet_clients = true."
+  default     = []
 
   validation {
-    condition     = length(var.service_ingress_cidrs) > 0 && alltrue([for c in var.service_ingress_cidrs : can(cidrhost(c, 0))])
-    error_message = "service_ingress_cidrs must list at least one valid IPv4 CIDR."
+    condition     = alltrue([for c in var.service_ingress_cidrs : can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", c)) && can(cidrhost(c, 0))])
+    error_message = "service_ingress_cidrs entries must be IPv4 CIDRs such as 203.0.113.0/24."
   }
+
+  validation {
+    condition     = var.allow_internet_clients || alltrue([for c in var.service_ingress_cidrs : try(tonumber(split("/", c)[1]) >= 8, true)])
+    error_message = "service_ingress_cidrs would open the scoring API to the internet (0.0.0.0/0 or wider than /8): list your clients' ranges, or set allow_internet_clients = true for k8s/overlays/public (TLS and client certificates in front of Triton)."
+  }
+}
+
+variable "allow_internet_clients" {
+  type        = bool
+  description = "The second key to a public API: true lets service_ingress_cidrs hold 0.0.0.0/0 or anything wider than /8. Set it only with k8s/overlays/public applied, whose endpoints require TLS and a client certificate."
+  default     = false
 }
 
 variable "triton_node_ports" {
   type = object({
-    http = number
-    grpc = number
+    https = number
+    grpc  = number
   })
-  description = "Fixed NodePorts of the LoadBalancer Service in front of Triton: http carries port 8000, grpc port 8001. The network load balancer forwards to these on the nodes; they are the only ports open to service_ingress_cidrs."
+  description = "NodePorts of the TLS endpoints of k8s/overlays/public, the only ports open to service_ingress_cidrs: https is the ingress-nginx controller's HTTPS NodePort (k8s/components/public-tls/ingress-nginx-values.yaml), grpc the NodePort of Triton's mutual-TLS gRPC LoadBalancer Service (service-grpc-public.yaml there)."
   default = {
-    http = 30800
-    grpc = 30801
+    https = 30800
+    grpc  = 30801
   }
 
   validation {
     condition = (
-      var.triton_node_ports.http != var.triton_node_ports.grpc &&
-      alltrue([for p in [var.triton_node_ports.http, var.triton_node_ports.grpc] : p >= 30000 && p <= 32767])
+      var.triton_node_ports.https != var.triton_node_ports.grpc &&
+      alltrue([for p in [var.triton_node_ports.https, var.triton_node_ports.grpc] : p >= 30000 && p <= 32767])
     )
     error_message = "triton_node_ports must be two different ports in the NodePort range 30000-32767."
   }
@@ -182,7 +193,7 @@ variable "node_platform_id" {
 
 variable "node_cores" {
   type        = number
-  description = "vCPUs per node. One Triton replica (2 vCPU requested) plus system pods fit on 4."
+  description = "vCPUs per node. One Triton replica (3 vCPU requested) plus system pods fit on 4."
   default     = 4
 
   validation {
@@ -247,7 +258,7 @@ variable "node_autoscaling" {
     max     = number
     initial = number
   })
-  description = "Autoscaling bounds of EACH per-zone node group (three groups). A Triton pod requests 2 vCPU, so a 4-vCPU node holds one: the defaults give 3 nodes at rest (the 3 replicas, one per zone) and up to 15 for the HPA's 12 replicas plus the rolling-update surge pod and the drift job."
+  description = "Autoscaling bounds of EACH per-zone node group (three groups). A Triton pod requests 3 vCPU, so a 4-vCPU node holds one: the defaults give 3 nodes at rest (the 3 replicas, one per zone) and up to 15 for the HPA's 12 replicas plus the rolling-update surge pod and the drift job."
   default = {
     min     = 1
     max     = 5

@@ -9,13 +9,16 @@ measured start-up; SIGTERM under load lets in-flight requests finish.
 
 from __future__ import annotations
 
+import ast
 import functools
+import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -27,8 +30,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
-from export.config import MODEL_REPOSITORY
+from export.config import CONTRACT_JSON, MODEL_REPOSITORY
+from preprocess_ensemble.features import FeatureContract
 from preprocess_ensemble.triton_server import (
     TritonServer,
     TritonServerError,
@@ -39,6 +45,18 @@ ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".cache" / "venvs" / "deploy-tools" / "bin"
 OVERLAYS = sorted(p.name for p in (ROOT / "k8s" / "overlays").iterdir() if p.is_dir())
 ADMIN_HEADER = "triton-admin-key"
+PROBE_SCRIPT = ROOT / "deploy" / "probe.py"
+PROBE_IN_IMAGE = "/usr/local/bin/triton-probe"
+EXEC_PROBES = ("livenessProbe", "readinessProbe")
+NGC_PYTHON = (3, 10)  # python3 of nvcr.io/nvidia/tritonserver:24.10-py3 (Ubuntu 22.04)
+PUBLIC = "public"  # the one overlay reachable from outside the cluster
+CLIENT_LABEL = "credit-scoring/client"
+GRPC_TLS_FLAGS = {
+    "--grpc-use-ssl-mutual",
+    "--grpc-server-cert",
+    "--grpc-server-key",
+    "--grpc-root-cert",
+}
 S3_FORM = re.compile(r"^s3://https://storage\.yandexcloud\.net:443/[a-z0-9][a-z0-9.-]+/\S+$")
 
 
@@ -178,15 +196,110 @@ def test_every_overlay_renders_the_core_objects(manifests: dict[str, list[dict]]
 
 
 def test_dockerfile_cmd_is_the_deployment_args(manifests: dict[str, list[dict]]) -> None:
-    """One flag list: the image's CMD, prod's args; prod-s3 changes only the repository."""
+    """One flag list: the image's CMD, prod's args; prod-s3 changes only the repository, the
+    public overlay only adds Triton's gRPC TLS flags."""
     prod = triton_container(manifests["prod"])["args"]
     assert dockerfile_cmd() == prod
+    common = [a for a in prod if not a.startswith("--model-repository=")]
     for overlay, objects in manifests.items():
         args = triton_container(objects)["args"]
         same = [a for a in args if not a.startswith("--model-repository=")]
-        assert same == [a for a in prod if not a.startswith("--model-repository=")], overlay
+        if overlay == PUBLIC:
+            assert {a.split("=", 1)[0] for a in same[len(common) :]} == GRPC_TLS_FLAGS
+            same = same[: len(common)]
+        assert same == common, overlay
     s3 = flag(triton_container(manifests["prod-s3"])["args"], "model-repository")
     assert S3_FORM.match(s3), s3
+
+
+def exposure(objects: list[dict[str, Any]]) -> list[str]:
+    """What of an overlay is reachable from outside the cluster, one line per way in."""
+    found = []
+    for service in (o for o in objects if o["kind"] == "Service"):
+        spec = service["spec"]
+        if spec.get("type", "ClusterIP") != "ClusterIP" or spec.get("externalIPs"):
+            ports = ", ".join(
+                f"{p['port']}->{p['targetPort']} (nodePort {p.get('nodePort')})"
+                for p in spec["ports"]
+            )
+            found.append(f"Service {service['metadata']['name']} {spec['type']}: {ports}")
+    for ingress in (o for o in objects if o["kind"] == "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                found.append(
+                    f"Ingress {ingress['metadata']['name']} https://{rule['host']}{path['path']} "
+                    f"({path['pathType']}) -> {backend['name']}:{backend['port']['name']}"
+                )
+    for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            blocks = [p["ipBlock"]["cidr"] for p in peers or [] if "ipBlock" in p]
+            if not peers or blocks:
+                ports = ", ".join(str(p["port"]) for p in rule.get("ports", [])) or "all ports"
+                found.append(f"NetworkPolicy: {ports} from {blocks or 'anywhere'}")
+    return found
+
+
+def test_only_the_public_overlay_is_reachable_from_outside(
+    manifests: dict[str, list[dict]], figures: dict[str, str]
+) -> None:
+    """Private by default: every overlay but ``public`` is ClusterIP behind a NetworkPolicy
+    that names its clients; ``public`` exposes only TLS endpoints that check client certs."""
+    for overlay, objects in manifests.items():
+        figures[f"exposed by k8s/overlays/{overlay}"] = "; ".join(exposure(objects)) or "nothing"
+        if overlay != PUBLIC:
+            assert exposure(objects) == [], overlay
+        policy = find(objects, "NetworkPolicy")["spec"]
+        assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+        private = policy["ingress"][:2]  # the base's rules, in every overlay
+        clients, scraper = (rule["from"] for rule in private)
+        assert clients == [
+            {
+                "namespaceSelector": {"matchLabels": {CLIENT_LABEL: "true"}},
+                "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}},
+            }
+        ], overlay
+        assert [p["port"] for p in private[0]["ports"]] == ["http", "grpc"]
+        assert scraper[0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "monitoring"
+        }
+        assert [p["port"] for p in private[1]["ports"]] == ["metrics"]
+        if overlay != PUBLIC:
+            assert len(policy["ingress"]) == 2, overlay
+    public = manifests[PUBLIC]
+    assert exposure(public) == [
+        "Service credit-scoring-triton-grpc-public LoadBalancer: 8001->grpc (nodePort 30801)",
+        "Ingress credit-scoring-triton https://scoring.example.com/v2/models/credit_scoring "
+        "(Prefix) -> credit-scoring-triton:http",
+        "NetworkPolicy: grpc from ['0.0.0.0/0']",
+    ]
+    # gRPC from anywhere is Triton's own mutual TLS, from a mounted Secret.
+    container = triton_container(public)
+    args = container["args"]
+    assert flag(args, "grpc-use-ssl-mutual") == "true"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {
+        v["name"]: v for v in find(public, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
+    for name in ("grpc-server-cert", "grpc-server-key", "grpc-root-cert"):
+        path = Path(flag(args, name))
+        volume = next(v for v, m in mounts.items() if path.parent == Path(m))
+        assert "secret" in volumes[volume], name
+    # HTTP only through the Ingress: TLS for every host, client certificates, the ingress
+    # controller's pods alone admitted to the HTTP port.
+    ingress = find(public, "Ingress")
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    assert hosts <= {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]}
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/auth-tls-verify-client"] == "on"
+    assert notes["nginx.ingress.kubernetes.io/auth-tls-secret"].startswith("credit-scoring/")
+    extra = find(public, "NetworkPolicy")["spec"]["ingress"][2:]
+    nginx = [rule for rule in extra if "ipBlock" not in rule["from"][0]]
+    assert [p["port"] for rule in nginx for p in rule["ports"]] == ["http"]
+    assert nginx[0]["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
 
 
 def test_production_flags(manifests: dict[str, list[dict]]) -> None:
@@ -209,24 +322,73 @@ def test_s3_overlay_takes_credentials_from_a_secret(manifests: dict[str, list[di
     assert any(p.get("port") == 443 for rule in egress for p in rule.get("ports", []))
 
 
-def _config_value(text: str, pattern: str) -> int:
-    match = re.search(pattern, text, re.S)
-    assert match, pattern
-    return int(match.group(1))
+def model_configs(repository: Path = MODEL_REPOSITORY) -> dict[str, model_config_pb2.ModelConfig]:
+    """Every model's config.pbtxt in ``repository``, parsed, by model name."""
+    return {
+        path.parent.name: text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        for path in sorted(repository.glob("*/config.pbtxt"))
+    }
+
+
+def cpu_budget(configs: dict[str, model_config_pb2.ModelConfig]) -> dict[str, int]:
+    """Cores each model can keep busy at once: instances x threads per instance.
+
+    An ensemble runs no code of its own (0). An ONNX Runtime instance runs ``intra_op`` threads
+    (inter-op threads only run in ORT's parallel mode, which the configs never select); a python
+    stub is one process running single-threaded numpy (OMP/OpenBLAS pinned to 1 thread in the
+    Deployment). Any other backend fails the test until the budget learns it.
+    """
+    budget = {}
+    for name, config in configs.items():
+        if config.platform == "ensemble":
+            budget[name] = 0
+            continue
+        groups = list(config.instance_group)
+        assert groups, f"{name}: no instance_group; the default depends on the machine"
+        assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU for g in groups), name
+        instances = sum(g.count for g in groups)
+        assert instances >= 1, name
+        if config.backend == "python":
+            threads = 1
+        elif config.backend == "onnxruntime":
+            params = {k: v.string_value for k, v in config.parameters.items()}
+            assert "intra_op_thread_count" in params, f"{name}: ORT would use every core"
+            threads = int(params["intra_op_thread_count"])
+            assert int(params.get("inter_op_thread_count", "1")) == 1, (
+                f"{name}: inter-op threads run only in ORT's parallel mode; recount the cores"
+            )
+        else:
+            pytest.fail(f"{name}: backend {config.backend!r}: teach cpu_budget its threads")
+        budget[name] = instances * threads
+    return budget
+
+
+def test_cpu_budget_counts_every_model_config() -> None:
+    """The derivation is generic: one more python instance anywhere adds one core."""
+    configs = model_configs()
+    budget = cpu_budget(configs)
+    assert set(budget) == {p.parent.name for p in MODEL_REPOSITORY.glob("*/config.pbtxt")}
+    name = next(n for n, c in configs.items() if c.backend == "python")
+    more = model_config_pb2.ModelConfig()
+    more.CopyFrom(configs[name])
+    more.instance_group[0].count += 1
+    assert sum(cpu_budget({**configs, name: more}).values()) == sum(budget.values()) + 1
 
 
 def test_cpu_matches_instance_and_thread_counts(manifests: dict[str, list[dict]]) -> None:
-    """requests.cpu == limits.cpu == model instances x threads + python preprocess instances."""
-    model = (MODEL_REPOSITORY / "credit_model" / "config.pbtxt").read_text()
-    pre = (MODEL_REPOSITORY / "preprocess" / "config.pbtxt").read_text()
-    count = r"instance_group \[\s*\{\s*count: (\d+)"
-    intra = _config_value(model, r'"intra_op_thread_count".*?string_value: "(\d+)"')
-    inter = _config_value(model, r'"inter_op_thread_count".*?string_value: "(\d+)"')
-    assert inter == 1, "inter-op threads run only in ORT's parallel mode; recount the cores"
-    cores = _config_value(model, count) * intra + _config_value(pre, count)
-    resources = triton_container(manifests["prod"])["resources"]
-    assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == str(cores)
-    assert resources["requests"]["memory"] == resources["limits"]["memory"]
+    """requests.cpu == limits.cpu == the cores every model config can keep busy at once."""
+    budget = cpu_budget(model_configs())
+    cores = sum(budget.values())
+    for overlay, objects in manifests.items():
+        container = triton_container(objects)
+        resources = container["resources"]
+        assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == str(cores), (
+            overlay,
+            budget,
+        )
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], overlay
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1", overlay
 
 
 def test_shm_and_writable_dirs_are_emptydirs(manifests: dict[str, list[dict]]) -> None:
@@ -250,6 +412,69 @@ def test_grace_period_outlasts_prestop_and_exit_timeout(manifests: dict[str, lis
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     exit_timeout = int(flag(container["args"], "exit-timeout-secs"))
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + exit_timeout + 5
+
+
+def load_probe() -> Any:
+    """deploy/probe.py as a module (it is a script, not a package member)."""
+    spec = importlib.util.spec_from_file_location("triton_probe", PROBE_SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_probe_is_stdlib_only_and_carried_by_the_image() -> None:
+    """The NGC image has python3 and its standard library, nothing of ours but this file."""
+    imported = set()
+    # The NGC 24.10 image's python3 is older than ours: parse with its grammar.
+    tree = ast.parse(PROBE_SCRIPT.read_text(), feature_version=NGC_PYTHON)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and node.module
+            imported.add(node.module.split(".")[0])
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+    runtime = (ROOT / "Dockerfile").read_text().split(" AS runtime", 1)[1]
+    copies = re.findall(r"^COPY --chmod=0755 deploy/probe\.py (\S+)$", runtime, re.M)
+    assert copies == [PROBE_IN_IMAGE]
+
+
+def test_probe_expects_the_ensembles_outputs_for_a_valid_applicant() -> None:
+    """The probe's expectations are the ensemble's config; its applicant passes the contract."""
+    probe = load_probe()
+    ensemble = model_configs()[probe.MODEL]
+    assert ensemble.platform == "ensemble"
+    kserve = {"STRING": "BYTES"}
+    declared = {}
+    for output in ensemble.output:
+        name = model_config_pb2.DataType.Name(output.data_type).removeprefix("TYPE_")
+        declared[output.name] = (kserve.get(name, name), list(output.dims))
+    assert declared == probe.OUTPUTS
+    FeatureContract.from_json(CONTRACT_JSON).validate(np.array([probe.APPLICANT], np.float32))
+
+
+def test_liveness_and_readiness_run_the_inference_probe(manifests: dict[str, list[dict]]) -> None:
+    """Both probes run triton-probe; readiness gives up first, so a broken pod leaves the
+    Service before the kubelet restarts it; each probe's own deadline is below the kubelet's."""
+    for overlay, objects in manifests.items():
+        container = triton_container(objects)
+        http_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+        for name in EXEC_PROBES:
+            probe = container[name]
+            command = probe["exec"]["command"]
+            assert command[:4] == ["python3", "-I", "-S", PROBE_IN_IMAGE], (overlay, name)
+            assert flag(command, "url") == f"http://127.0.0.1:{http_port}", (overlay, name)
+            assert float(flag(command, "timeout")) < probe["timeoutSeconds"], (overlay, name)
+        ready, live = container["readinessProbe"], container["livenessProbe"]
+        assert ready.get("successThreshold", 1) == 1
+        assert (
+            ready["periodSeconds"] * ready["failureThreshold"]
+            < live["periodSeconds"] * live["failureThreshold"]
+        ), overlay
+        # While models load only the cheap health endpoint is asked; the exec probes start
+        # after the startup probe passed.
+        assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/ready", overlay
 
 
 def test_hpa_metric_is_the_adapter_rule(manifests: dict[str, list[dict]], tools: Path) -> None:
@@ -309,7 +534,14 @@ def entrypoint_argv(args: list[str], key: str, tmp_path: Path) -> list[str]:
 class ContainerArgsServer(TritonServer):
     """The local Triton started with exactly the container's argv, paths and ports mapped."""
 
-    def __init__(self, argv: list[str], ports: dict[str, int], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        ports: dict[str, int],
+        paths: dict[str, Path] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``paths`` maps a container directory (a mounted Secret) to a local one."""
         super().__init__(MODEL_REPOSITORY, backend_dir=default_backend_dir(), **kwargs)
         mapping = {ports["http"]: self.http_port, ports["grpc"]: self.grpc_port}
         mapping[ports["metrics"]] = self.metrics_port
@@ -322,6 +554,9 @@ class ContainerArgsServer(TritonServer):
                 arg = f"--model-repository={self.model_repository}"
             elif name in {"--http-port", "--grpc-port", "--metrics-port"}:
                 arg = f"{name}={mapping[int(value)]}"
+            for inside, local in (paths or {}).items():
+                if value.startswith(f"{inside}/"):
+                    arg = f"{name}={local}/{value.removeprefix(f'{inside}/')}"
             self.mapped.append(arg)
 
     def command(self) -> list[str]:
@@ -359,12 +594,18 @@ def start_container_server(
     tmp_path: Path,
     log_name: str,
     exit_timeout: int | None = None,
+    local_ports: dict[str, int] | None = None,
+    overlay: str = "prod",
+    paths: dict[str, Path] | None = None,
 ) -> Started:
     """Start the local Triton as the prod Deployment's container would run.
 
-    ``exit_timeout`` replaces --exit-timeout-secs (only for the test that pins its limit).
+    ``exit_timeout`` replaces --exit-timeout-secs (only for the test that pins its limit);
+    ``local_ports`` (``http_port``, ``grpc_port``, ``metrics_port``) reuses a stopped server's
+    ports, as a container restarted by the kubelet keeps its pod's; ``paths`` maps mounted
+    Secret directories of ``overlay``'s container to local ones.
     """
-    container = triton_container(manifests["prod"])
+    container = triton_container(manifests[overlay])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     key = f"test-{os.getpid()}-{time.monotonic_ns()}"
     args = list(container["args"])
@@ -373,7 +614,9 @@ def start_container_server(
         args.append(f"--exit-timeout-secs={exit_timeout}")
     argv = entrypoint_argv(args, key, tmp_path)
     try:
-        server = ContainerArgsServer(argv, ports, log_path=tmp_path / log_name)
+        server = ContainerArgsServer(
+            argv, ports, paths, log_path=tmp_path / log_name, **(local_ports or {})
+        )
     except TritonServerError as error:
         if os.environ.get("CI"):
             raise
@@ -436,18 +679,71 @@ def test_container_args_start_a_ready_server(started: Started, figures: dict[str
     )
 
 
+@dataclass
+class ProbeRun:
+    """One run of an exec probe's command: exit code, its stderr line and what it cost."""
+
+    code: int
+    stderr: str
+    seconds: float
+    cpu_seconds: float
+    max_rss_mib: float
+
+
+def probe_argv(started: Started, probe: str) -> list[str]:
+    """The probe's exec command for this machine: this python, the repo's script, local port."""
+    command = started.container[probe]["exec"]["command"]
+    assert command[0] == "python3" and PROBE_IN_IMAGE in command
+    argv = [sys.executable]
+    for arg in command[1:]:
+        if arg == PROBE_IN_IMAGE:
+            arg = str(PROBE_SCRIPT)
+        elif arg.startswith("--url="):
+            port = int(arg.rsplit(":", 1)[1])
+            arg = f"--url=http://127.0.0.1:{started.local_port(port)}"
+        argv.append(arg)
+    return argv
+
+
+# Runs argv[1:] with no environment and prints [exit code, wall s, CPU s, peak RSS KiB]. A
+# small launcher, because a child forked from pytest inherits pytest's RSS high-water mark.
+_MEASURE = """
+import json, os, sys, time
+t0 = time.monotonic()
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], {})
+_, status, usage = os.wait4(pid, 0)
+seconds = time.monotonic() - t0
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps([code, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss]))
+"""
+
+
+def run_probe(argv: list[str]) -> ProbeRun:
+    """Run a probe command as the kubelet would (no environment); measure its own cost.
+
+    The probe's stdout must stay empty (the launcher's JSON line is the only output).
+    """
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _MEASURE, *argv],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    code, seconds, cpu, rss_kib = json.loads(result.stdout)
+    return ProbeRun(code, result.stderr.strip(), seconds, cpu, rss_kib / 1024)
+
+
 @pytest.mark.triton
-def test_probe_paths_and_ports_answer_200(
-    started: Started, manifests: dict[str, list[dict]]
-) -> None:
-    """(b) Exactly the probe paths and ports the manifests name; the Services' target ports."""
-    probes = ("startupProbe", "livenessProbe", "readinessProbe")
-    for name in probes:
-        get = started.container[name]["httpGet"]
-        url = f"http://127.0.0.1:{started.local_port(get['port'])}{get['path']}"
-        assert http(url) == 200, f"{name}: {url}"
-    assert started.container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert started.container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+def test_probe_paths_and_ports_answer(started: Started, manifests: dict[str, list[dict]]) -> None:
+    """(b) Every probe the manifests name passes on their ports; the Services' target ports."""
+    startup = started.container["startupProbe"]["httpGet"]
+    url = f"http://127.0.0.1:{started.local_port(startup['port'])}{startup['path']}"
+    assert http(url) == 200, url
+    for name in EXEC_PROBES:
+        run = run_probe(probe_argv(started, name))
+        assert run.code == 0 and not run.stderr, (name, run)
     for service in (o for o in manifests["prod"] if o["kind"] == "Service"):
         for port in service["spec"]["ports"]:
             local = started.local_port(port["targetPort"])
@@ -525,34 +821,220 @@ def start_load(url: str, threads: int, seconds: float) -> tuple[threading.Event,
 def test_probe_timings_fit_measured_startup_and_load(
     started: Started, figures: dict[str, str]
 ) -> None:
-    """(c) Startup window >> measured time to ready; probes answer well within their timeout."""
+    """(c) Startup window >> measured time to ready; under load the probes keep passing.
+
+    Under load a probe's request waits behind 1024-row batches in every step. The probes'
+    latency is reported, not asserted (this machine is shared); asserted is what load must
+    never do: make the ensemble answer a probe wrongly. A run that failed could only have
+    hit its own deadline, and the kubelet then needs failureThreshold of those in a row.
+    """
     startup = started.container["startupProbe"]
     window = startup.get("initialDelaySeconds", 0) + (
         startup["periodSeconds"] * startup["failureThreshold"]
     )
     # The NGC image, a cold node and an S3 download are slower than this machine: 10x margin.
     assert window >= max(60.0, 10 * started.to_ready), (window, started.to_ready)
-    stop, outcomes, workers = start_load(started.server.http_url, threads=4, seconds=20)
-    latencies: dict[str, list[float]] = {"live": [], "ready": []}
+    stop, outcomes, workers = start_load(started.server.http_url, threads=4, seconds=30)
+    runs: dict[str, list[ProbeRun]] = {name: [] for name in EXEC_PROBES}
     try:
         time.sleep(1.0)
-        for _ in range(20):
-            for what in latencies:
-                t0 = time.monotonic()
-                assert http(f"http://{started.server.http_url}/v2/health/{what}") == 200
-                latencies[what].append(time.monotonic() - t0)
-            time.sleep(0.05)
+        for _ in range(8):
+            for name in EXEC_PROBES:
+                runs[name].append(run_probe(probe_argv(started, name)))
     finally:
         stop.set()
         for worker in workers:
             worker.join(30)
     assert outcomes and all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
-    for what, probe in (("live", "livenessProbe"), ("ready", "readinessProbe")):
-        timeout = started.container[probe]["timeoutSeconds"]
-        assert max(latencies[what]) < timeout / 3, (what, max(latencies[what]), timeout)
-    figures["probe latency under load (max live / ready)"] = (
-        f"{1000 * max(latencies['live']):.1f} ms / {1000 * max(latencies['ready']):.1f} ms "
-        f"({len(outcomes)} 1024-row requests meanwhile)"
+    for name, done in runs.items():
+        for run in done:
+            assert run.code == 0 or "TimeoutError" in run.stderr, (name, run.stderr)
+    summary = []
+    for name, done in runs.items():
+        timeout = started.container[name]["timeoutSeconds"]
+        slow = sum(run.code != 0 for run in done)
+        summary.append(
+            f"{name} max {max(r.seconds for r in done):.2f} s of its {timeout} s "
+            f"(missed its deadline {slow} of {len(done)})"
+        )
+    figures["exec probes under load (4 clients, 1024-row requests)"] = (
+        "; ".join(summary) + f"; {len(outcomes)} requests meanwhile"
+    )
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is required for the TLS test in CI")
+        pytest.skip("openssl not installed")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    key = ["-newkey", "rsa:2048", "-nodes"]
+    run("req", "-x509", *key, "-days", "1", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out",
+        "ca.crt")  # fmt: skip
+    sign = ["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1"]
+    for name, subject, extra in (
+        ("tls", "/CN=localhost", ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"]),
+        ("client", "/CN=credit-scoring-client", []),
+    ):
+        run("req", *key, "-subj", subject, *extra, "-keyout", f"{name}.key", "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", *sign, "-copy_extensions", "copy", "-out",
+            f"{name}.crt")  # fmt: skip
+    return {n: directory / n for n in ("ca.crt", "tls.crt", "tls.key", "client.crt", "client.key")}
+
+
+@pytest.mark.triton
+def test_public_overlay_grpc_requires_a_client_certificate(
+    manifests: dict[str, list[dict]], tmp_path: Path, holdout: np.ndarray, reference: Any
+) -> None:
+    """The public overlay's Triton args (its TLS flags) on the local 2.51: gRPC scores only
+    over TLS with a client certificate of the CA; HTTP (behind the Ingress) and the probes are
+    unchanged."""
+    import tritonclient.grpc as grpcclient
+
+    container = triton_container(manifests[PUBLIC])
+    mount = Path(flag(container["args"], "grpc-server-cert")).parent
+    certs = make_certificates(tmp_path / "tls")
+    run = start_container_server(
+        manifests, tmp_path, "public.log", overlay=PUBLIC, paths={str(mount): tmp_path / "tls"}
+    )
+    rows = holdout[:8]
+
+    def score(**tls: Any) -> np.ndarray:
+        client = grpcclient.InferenceServerClient(run.server.grpc_url, **tls)
+        try:
+            inputs = [grpcclient.InferInput("features", list(rows.shape), "FP32")]
+            inputs[0].set_data_from_numpy(rows)
+            result = client.infer("credit_scoring", inputs, client_timeout=10)
+            return result.as_numpy("probability")
+        finally:
+            client.close()
+
+    try:
+        trusted = score(
+            ssl=True,
+            root_certificates=str(certs["ca.crt"]),
+            private_key=str(certs["client.key"]),
+            certificate_chain=str(certs["client.crt"]),
+        )
+        np.testing.assert_allclose(trusted, reference.score(rows), atol=1e-6)
+        refused = []
+        for tls in ({}, {"ssl": True, "root_certificates": str(certs["ca.crt"])}):
+            try:
+                score(**tls)
+            except Exception as error:  # noqa: BLE001 - any refusal will do
+                refused.append(f"{type(error).__name__}: {str(error)[:120]}")
+        assert len(refused) == 2, f"scored without a client certificate: {refused}"
+        assert all(run_probe(probe_argv(run, p)).code == 0 for p in EXEC_PROBES)
+    finally:
+        run.server.stop()
+
+
+PYTHON_STEPS = sorted(name for name, c in model_configs().items() if c.backend == "python")
+
+
+def exact_scores(started: Started, holdout: np.ndarray, reference: Any) -> int:
+    """Rows of 256 holdout applicants whose answer differs from the in-process reference."""
+    import tritonclient.http as httpclient
+
+    rows = holdout[:256]
+    client = httpclient.InferenceServerClient(started.server.http_url, network_timeout=60)
+    try:
+        inputs = [httpclient.InferInput("features", list(rows.shape), "FP32")]
+        inputs[0].set_data_from_numpy(rows, binary_data=True)
+        result = client.infer("credit_scoring", inputs)
+    finally:
+        client.close()
+    expected = reference.decide(rows)
+    probability = result.as_numpy("probability")[:, 0]
+    decision = result.as_numpy("decision")[:, 0].astype(str)
+    wrong = np.abs(probability - reference.score(rows)[:, 0]) > 1e-6
+    wrong |= decision != expected["decision"]
+    wrong |= result.as_numpy("score")[:, 0] != expected["score"]
+    return int(wrong.sum())
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+@pytest.mark.parametrize("step", PYTHON_STEPS)
+def test_probe_sees_a_killed_python_step_and_a_restart_heals_it(
+    manifests: dict[str, list[dict]],
+    tmp_path: Path,
+    step: str,
+    holdout: np.ndarray,
+    reference: Any,
+    figures: dict[str, str],
+) -> None:
+    """kill -9 of a python step's stub: health stays 200, the probe fails at its next run;
+    a restart with the same argv and ports (what the kubelet does after liveness fails)
+    brings back a passing probe and exact scores.
+
+    Nothing here is timed against a limit: the first probe run after the kill must fail (so
+    it fails within one probe period), and the figures report how long each phase took.
+    """
+    from reliability.traffic import stub_pid
+
+    run = start_container_server(manifests, tmp_path, "before.log")
+    ready_argv = probe_argv(run, "readinessProbe")
+    try:
+        costs = [run_probe(ready_argv) for _ in range(5)]
+        assert all(c.code == 0 for c in costs), [c.stderr for c in costs]
+        assert exact_scores(run, holdout, reference) == 0
+        victim = stub_pid(run.server, step)
+        assert victim is not None, f"no python stub for {step}"
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        after_kill = run_probe(ready_argv)
+        to_failing = time.monotonic() - killed_at
+        live_status = http(f"http://{run.server.http_url}/v2/health/live")
+        ready_status = http(f"http://{run.server.http_url}/v2/health/ready")
+        liveness = run_probe(probe_argv(run, "livenessProbe"))
+        local_ports = {
+            "http_port": run.server.http_port,
+            "grpc_port": run.server.grpc_port,
+            "metrics_port": run.server.metrics_port,
+        }
+        stop_at = time.monotonic()
+        run.server.stop()
+        stopped = time.monotonic() - stop_at
+    finally:
+        run.server.stop()
+    assert after_kill.code == 1, after_kill
+    assert after_kill.stderr.count("\n") == 0 and "HTTP 500" in after_kill.stderr
+    assert liveness.code == 1, liveness
+    assert f"'{step}_0_0' is not healthy" in after_kill.stderr, after_kill.stderr
+
+    restart_at = time.monotonic()
+    again = start_container_server(manifests, tmp_path, "after.log", local_ports=local_ports)
+    try:
+        to_startup = time.monotonic() - restart_at  # start_container_server waits for ready
+        passes = run_probe(probe_argv(again, "readinessProbe"))
+        to_ready = time.monotonic() - restart_at
+        assert passes.code == 0, passes
+        assert run_probe(probe_argv(again, "livenessProbe")).code == 0
+        assert exact_scores(again, holdout, reference) == 0
+    finally:
+        again.server.stop()
+
+    wall = sorted(c.seconds for c in costs)
+    figures[f"kill -9 {step} stub -> probe fails"] = (
+        f"{to_failing:.2f} s (the first run after the kill: exit 1, {after_kill.stderr!r}); "
+        f"/v2/health/live {live_status}, /v2/health/ready {ready_status} meanwhile"
+    )
+    figures[f"kill -9 {step}: restart -> ready"] = (
+        f"SIGTERM -> exit {stopped:.2f} s (a dead stub holds the exit until "
+        f"--exit-timeout-secs); start -> /v2/health/ready {to_startup:.2f} s, "
+        f"-> exec probe passes {to_ready:.2f} s; 256 rows exact again"
+    )
+    figures["probe cost (5 runs on an idle server)"] = (
+        f"wall {wall[len(wall) // 2]:.3f} s median / {wall[-1]:.3f} s max, "
+        f"CPU {max(c.cpu_seconds for c in costs):.3f} s max, "
+        f"peak RSS {max(c.max_rss_mib for c in costs):.1f} MiB"
     )
 
 

@@ -44,8 +44,20 @@ ALLOWED_ZONES = {"ru-central1-a", "ru-central1-b", "ru-central1-d"}
 PUBLIC_CIDRS = {"0.0.0.0/0", "::/0"}
 PRIMITIVE_ROLES = {"admin", "editor", "viewer"}
 # The Deployment in k8s/base: 3 Triton replicas (HPA up to 12), one surge pod during a rolling
-# update, 2 vCPU requested per pod; a node keeps about one vCPU for the system.
-REPLICAS, SURGE, HPA_MAX, POD_VCPU, SYSTEM_VCPU = 3, 1, 12, 2, 1
+# update; a node keeps about one vCPU for the system.
+REPLICAS, SURGE, HPA_MAX, SYSTEM_VCPU = 3, 1, 12, 1
+
+
+def deployment_pod_vcpu() -> int:
+    """The Triton pod's CPU request in k8s/base/deployment.yaml (tests/test_deploy.py derives
+    it from the model configs)."""
+    text = (ROOT / "k8s" / "base" / "deployment.yaml").read_text()
+    match = re.search(r'^\s+requests:\n\s+cpu: "(\d+)"$', text, re.M)
+    assert match, "no whole-core cpu request in k8s/base/deployment.yaml"
+    return int(match.group(1))
+
+
+POD_VCPU = deployment_pod_vcpu()
 # The only checkov findings skipped on purpose, each with its reason inline in the HCL.
 EXPECTED_CHECKOV_SKIPS = {"CKV_YC_5"}
 
@@ -367,6 +379,7 @@ def test_variables_typed_described_validated(module: Module) -> None:
         "kubernetes_version",
         "release_channel",
         "master_allowed_cidrs",
+        "service_ingress_cidrs",
         "triton_node_ports",
         "node_platform_id",
         "node_cores",
@@ -457,10 +470,17 @@ def test_private_nodes_leave_through_nat(module: Module) -> None:
 def test_public_ingress_only_on_the_service_ports(module: Module, values: dict[str, Any]) -> None:
     assert public_ingress_violations(module, values) == []
     service = module.resource("yandex_vpc_security_group", "triton_service")
-    ports = {resolve(r["port"], values) for r in blocks(service, "ingress")}
+    assert not blocks(service, "ingress"), "every service rule depends on service_ingress_cidrs"
+    rules = dynamic_contents(service, "ingress")
+    for rule in rules:  # no rule at all while the allow-list is empty
+        assert rule["__for_each__"].startswith("${length(var.service_ingress_cidrs) > 0 ?")
+        assert rule["v4_cidr_blocks"] == "${var.service_ingress_cidrs}"
+        assert "TLS" in rule["description"]
+    ports = {resolve(r["port"], values) for r in rules}
     assert ports == set(values["triton_node_ports"].values())
-    descriptions = " ".join(r["description"] for r in blocks(service, "ingress"))
-    assert "8000" in descriptions and "8001" in descriptions
+    # Even with the whole internet listed, only those two TLS NodePorts open.
+    internet = {**values, "service_ingress_cidrs": ["0.0.0.0/0"]}
+    assert public_ingress_violations(module, internet) == []
     # The API is never open to the world, whatever the example says.
     master = module.resource("yandex_vpc_security_group", "k8s_master")
     for rule in blocks(master, "ingress"):
@@ -712,7 +732,11 @@ def test_example_tfvars_pass_the_validations(variables_only: Path) -> None:
         "node_autoscaling={min=0,max=3,initial=1}",
         "node_autoscaling={min=1,max=1,initial=1}",
         "node_autoscaling={min=2,max=3,initial=1}",
-        "triton_node_ports={http=8000,grpc=8001}",
+        "triton_node_ports={https=8000,grpc=8001}",
+        'service_ingress_cidrs=["0.0.0.0/0"]',
+        'service_ingress_cidrs=["10.0.0.0/8","0.0.0.0/1"]',
+        'service_ingress_cidrs=["2001:db8::/32"]',
+        'service_ingress_cidrs=["203.0.113.0"]',
         "node_memory_gb=64",
         "folder_id=not-a-folder",
     ],
@@ -721,6 +745,27 @@ def test_variable_validation_rejects(variables_only: Path, assignment: str) -> N
     result = plan_with(variables_only, assignment)
     assert result.returncode != 0, f"{assignment} was accepted"
     assert "Invalid value for variable" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "assignments",
+    [
+        ['service_ingress_cidrs=["198.51.100.0/24","10.0.0.0/8"]'],
+        ['service_ingress_cidrs=["0.0.0.0/0"]', "allow_internet_clients=true"],
+    ],
+    ids=["allow-list", "internet-with-second-key"],
+)
+def test_variable_validation_accepts(variables_only: Path, assignments: list[str]) -> None:
+    result = plan_with(variables_only, *assignments)
+    assert result.returncode == 0, result.stderr
+
+
+def test_defaults_open_nothing_to_the_internet(module: Module) -> None:
+    """Private by default: no caller is allowed until the applier lists some."""
+    assert module.variables["service_ingress_cidrs"]["default"] == []
+    assert module.variables["allow_internet_clients"]["default"] is False
+    example = parse_hcl(TFVARS_EXAMPLE.read_text())
+    assert example["service_ingress_cidrs"] == [] and example["allow_internet_clients"] is False
 
 
 # --------------------------------------------------------------------------------------------
@@ -818,12 +863,15 @@ def test_no_secrets_or_real_ids_committed() -> None:
 
 @requires_hcl2
 def test_service_node_ports_match_the_ports_terraform_opens(values: dict[str, Any]) -> None:
-    """The LoadBalancer Service's pinned NodePorts are the ones the security group opens."""
-    service = (ROOT / "k8s" / "base" / "service.yaml").read_text()
-    pinned = {
-        name: int(port)
-        for name, port in re.findall(
-            r"- name: (http|grpc)\n(?:[^\n]*\n)*?\s+nodePort: (\d+)", service
-        )
-    }
-    assert pinned == {k: int(v) for k, v in values["triton_node_ports"].items()}
+    """The public overlay's pinned NodePorts are the ones the security group opens: Triton's
+    TLS gRPC LoadBalancer Service and the ingress-nginx controller's HTTPS port. The base
+    Service is ClusterIP and pins none."""
+    public = ROOT / "k8s" / "components" / "public-tls"
+    service = (public / "service-grpc-public.yaml").read_text()
+    grpc = re.findall(r"targetPort: grpc\n\s+nodePort: (\d+)", service)
+    values_file = (public / "ingress-nginx-values.yaml").read_text()
+    https = re.findall(r"nodePorts:\n\s+https: (\d+)", values_file)
+    assert "nodePort" not in (ROOT / "k8s" / "base" / "service.yaml").read_text()
+    assert len(grpc) == len(https) == 1
+    opened = {k: int(v) for k, v in values["triton_node_ports"].items()}
+    assert opened == {"https": int(https[0]), "grpc": int(grpc[0])}
