@@ -21,9 +21,9 @@ import pandas as pd
 
 from drift.capture import CaptureFormatError, model_id, read_capture
 from drift.config import DriftConfig
-from export.config import CONTRACT_JSON, PUBLISHED_ONNX, PUBLISHED_SCALER, ROOT
+from export.config import CONTRACT_JSON, PUBLISHED_CONTRACT, ROOT
 from export.data import DataError, Dataset, load_dataset, read_split, split_datasets
-from preprocess_ensemble.features import FeatureContract, Standardizer
+from preprocess_ensemble.features import FeatureContract
 
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry: off unless asked for
 
@@ -97,17 +97,17 @@ def _load_capture(path: Path, contract: FeatureContract) -> Current:
         "last_ts": max(captured.timestamps),
         "model_versions": dict(Counter(captured.model_versions)),
         "model_ids": dict(Counter(captured.model_ids)),
-        "served_model_id": model_id(PUBLISHED_SCALER),
+        "served_model_id": model_id(PUBLISHED_CONTRACT),
     }
     return Current(captured.features, str(path), "capture", details)
 
 
 def score_in_process(rows: np.ndarray) -> np.ndarray:
-    """Probabilities [n] with the published scaler and INT8 model (ONNX Runtime, 1 thread)."""
-    from export.validate import score, session
+    """Probabilities [n] from the published artifacts in ONNX Runtime: credit_pd without Triton."""
+    from preprocess_ensemble.scoring import InProcessScorer
 
-    scaled = Standardizer.from_json(PUBLISHED_SCALER).transform(rows)
-    return score(session(PUBLISHED_ONNX), scaled).astype(np.float64)
+    probability = InProcessScorer.published().decide(rows, reasons=False)["probability"]
+    return probability[:, 0].astype(np.float64)
 
 
 def score_triton(rows: np.ndarray, url: str, protocol: str) -> np.ndarray:

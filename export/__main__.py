@@ -10,7 +10,6 @@ from pathlib import Path
 from export.config import (
     BUILD_DIR,
     DATA_CSV,
-    PROTECTED_FROM_MODEL,
     SPLIT_JSON,
     QuantizeConfig,
     TrainConfig,
@@ -33,12 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     model.add_argument(
         "--metrics-json", type=Path, help="also write the gate's metrics and verdict to this file"
     )
-    model.add_argument(
-        "--exclude-protected",
-        action="store_true",
-        help=f"keep {', '.join(PROTECTED_FROM_MODEL)} out of the model inputs (they stay in the "
-        "contract); writes reports/exclude_protected.json",
+    commands.add_parser(
+        "options",
+        help="train every input/constraint option (no publishing); reports/model_options.json",
     )
+    commands.add_parser("policy", help="rebuild credit_policy from its JSON, gate and publish it")
     commands.add_parser("validate", help="run the validation gate on the committed artifacts")
     commands.add_parser(
         "publish-sources",
@@ -57,14 +55,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "split":
             return _split(args.check)
         if args.command == "model":
-            excluded = PROTECTED_FROM_MODEL if args.exclude_protected else ()
             return _model(
                 args.quantization,
                 publish=not args.no_publish,
-                excluded=excluded,
                 build_dir=args.build_dir,
                 metrics_json=args.metrics_json,
             )
+        if args.command == "options":
+            from export.pipeline import OPTIONS_REPORT, measure_options
+
+            for option in measure_options()["options"]:
+                print(f"{option['auc_holdout_int8']:.4f}  {option['option']}")
+            print(f"wrote {OPTIONS_REPORT}")
+            return 0
+        if args.command == "policy":
+            from export.pipeline import build_policy
+            from export.validate import format_report
+
+            report = build_policy()
+            print(format_report(report))
+            return 0 if report.passed else 1
         if args.command == "validate":
             from export.pipeline import validate_published
             from export.validate import format_report
@@ -115,7 +125,6 @@ def _split(check: bool) -> int:
 def _model(
     mode: str,
     publish: bool,
-    excluded: tuple[str, ...] = (),
     build_dir: Path = BUILD_DIR,
     metrics_json: Path | None = None,
 ) -> int:
@@ -124,7 +133,7 @@ def _model(
 
     try:
         report, card = build_model(
-            train_config=TrainConfig(exclude_from_model=excluded),
+            train_config=TrainConfig(),
             quantize_config=QuantizeConfig(mode=mode),
             publish=publish,
             build_dir=build_dir,

@@ -422,16 +422,30 @@ class Decisions:
     reason_codes: np.ndarray  # str [n, 4], "" where fewer than four features raised the PD
     policy: np.ndarray  # str [n], "id@version" of the decision policy
 
-    def row(self, i: int, catalogue: ReasonCatalogue | None = None) -> dict[str, Any]:
-        """Row ``i`` as a JSON-ready dict; reason codes carry their text given ``catalogue``."""
+    def row(
+        self,
+        i: int,
+        catalogue: ReasonCatalogue | None = None,
+        applicant: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """Row ``i`` as a JSON-ready dict (reason texts need ``catalogue`` and ``applicant``).
+
+        ``applicant``: the row's raw features [23]; each reason code then carries the text for
+        this applicant's value.
+        """
         codes = [c for c in self.reason_codes[i] if c]
+        if (catalogue is None) != (applicant is None):
+            raise ValueError("reason texts need both the catalogue and the applicant's features")
         return {
             "probability": float(_format_probability(self.probability[i])),
             "pd": float(_format_probability(self.pd[i])),
             "score": int(self.score[i]),
             "decision": str(self.decision[i]),
             "reason_codes": [
-                {"code": c, "text": catalogue.text(c)} if catalogue else c for c in codes
+                {"code": c, "text": catalogue.text(c, applicant[catalogue.codes.index(c)])}
+                if catalogue is not None and applicant is not None
+                else c
+                for c in codes
             ],
             "policy": str(self.policy[i]),
         }
@@ -709,7 +723,7 @@ def _score_one(args: argparse.Namespace, contract: FeatureContract) -> int:
     with CreditScoringClient(
         args.url, args.protocol, model=args.model, timeout=args.timeout, contract=contract
     ) as client:
-        decided = client.decide(row).row(0, load_catalogue(contract))
+        decided = client.decide(row).row(0, load_catalogue(contract), row[0])
     if args.output_json:
         payload: dict[str, Any] = {"model": args.model}
         id_column = contract.spec.get("id_column")

@@ -1,6 +1,7 @@
-"""Feature contract checks and the standardizer: plain numpy, shared by every stage.
+"""Feature contract checks: plain numpy, shared by every stage.
 
-This one file is the single source of the validation and scaling logic. Training, the
+This one file is the single source of the validation logic (the encoding the network needs is
+part of its ONNX graph, export/encoding.py). Training, the
 validation gate, the CSV loader, the drift job and the tests import it from the project;
 ``export.publish`` copies it unchanged into ``model_repository/preprocess/1/`` so the Triton
 python step (which cannot import the project) runs the same code. A test fails when the copy
@@ -16,8 +17,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-
-TRANSFORMS = ("identity", "signed_log1p", "drop")  # drop: the model sees a constant 0
 
 
 class ContractViolation(ValueError):
@@ -191,73 +190,9 @@ class FeatureContract:
             raise ContractViolation(self.first_violation(x, invalid))
 
 
-@dataclass(frozen=True)
-class Standardizer:
-    """Per-feature transform (identity, signed log1p or drop) followed by (x - mean) / scale.
-
-    ``drop`` keeps a feature in the request contract (checked, captured for drift) but hands
-    the model a constant 0 for it.
-    """
-
-    names: tuple[str, ...]
-    transforms: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(
-        cls, x: np.ndarray, names: tuple[str, ...], transforms: tuple[str, ...]
-    ) -> Standardizer:
-        """Fit mean and scale on (transformed) training rows."""
-        unknown = set(transforms) - set(TRANSFORMS)
-        if unknown:
-            raise ValueError(f"unknown transforms {sorted(unknown)}; known: {TRANSFORMS}")
-        z = _apply_transforms(np.asarray(x, dtype=np.float64), transforms)
-        scale = z.std(axis=0)
-        scale[scale == 0] = 1.0
-        return cls(tuple(names), tuple(transforms), z.mean(axis=0), scale)
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Standardize raw rows [n, n_features] to float32, computed in float64."""
-        z = _apply_transforms(np.asarray(x, dtype=np.float64), self.transforms)
-        return ((z - self.mean) / self.scale).astype(np.float32)
-
-    def to_json(self, path: str | Path) -> None:
-        """Write the parameters as JSON (never pickle)."""
-        payload = {
-            "features": list(self.names),
-            "transforms": list(self.transforms),
-            "mean": [float(v) for v in self.mean],
-            "scale": [float(v) for v in self.scale],
-        }
-        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> Standardizer:
-        """Read parameters written by ``to_json``."""
-        p = json.loads(Path(path).read_text())
-        return cls(
-            tuple(p["features"]),
-            tuple(p["transforms"]),
-            np.asarray(p["mean"], dtype=np.float64),
-            np.asarray(p["scale"], dtype=np.float64),
-        )
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
         return False
     return True
-
-
-def _apply_transforms(x: np.ndarray, transforms: tuple[str, ...]) -> np.ndarray:
-    log_cols = [j for j, t in enumerate(transforms) if t == "signed_log1p"]
-    drop_cols = [j for j, t in enumerate(transforms) if t == "drop"]
-    if not log_cols and not drop_cols:
-        return x
-    z = x.copy()
-    z[:, log_cols] = np.sign(x[:, log_cols]) * np.log1p(np.abs(x[:, log_cols]))
-    z[:, drop_cols] = 0.0
-    return z

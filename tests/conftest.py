@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-from export.config import (
-    CONTRACT_JSON,
-    DECISION_DIR,
-    MODEL_REPOSITORY,
-    PUBLISHED_CALIBRATION,
-    PUBLISHED_ONNX,
-    PUBLISHED_SCALER,
-)
+from export.config import CALIBRATION_JSON, MODEL_REPOSITORY, POLICY_JSON, REASON_CODES_JSON
 from export.data import load_dataset, read_split
 from preprocess_ensemble import decisioning as dec
-from preprocess_ensemble.features import FeatureContract, Standardizer
+from preprocess_ensemble.scoring import InProcessScorer
 from preprocess_ensemble.triton_server import TritonServer, TritonServerError
 
 FIGURES = pytest.StashKey[dict[str, str]]()
@@ -51,44 +42,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 class Reference:
-    """In-process scoring with the published scaler and INT8 model: what Triton must return."""
+    """The published artifacts in process (InProcessScorer): what Triton must return."""
 
-    def __init__(self, onnx_path: Path = PUBLISHED_ONNX, scaler_path: Path = PUBLISHED_SCALER):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
-        )
-        self.scaler = Standardizer.from_json(scaler_path)
-
-        names = FeatureContract.from_json(CONTRACT_JSON).names
-        self.calibration = dec.Calibration.from_json(PUBLISHED_CALIBRATION)
-        self.policy = dec.Policy.from_json(DECISION_DIR / "decision_policy.json")
-        self.catalogue = dec.ReasonCatalogue.from_json(DECISION_DIR / "reason_codes.json", names)
+    def __init__(self, scorer: InProcessScorer | None = None) -> None:
+        self.scorer = scorer or InProcessScorer.published()
+        names = self.scorer.contract.names
+        self.calibration = dec.Calibration.from_json(CALIBRATION_JSON)
+        self.policy = dec.Policy.from_json(POLICY_JSON)
+        self.catalogue = dec.ReasonCatalogue.from_json(REASON_CODES_JSON, names)
 
     def score(self, raw: np.ndarray) -> np.ndarray:
-        """Probabilities [n, 1] for raw rows [n, 23]."""
-        return self.session.run(None, {"input": self.scaler.transform(raw)})[0]
+        """credit_model's probabilities [n, 1] for raw rows [n, 23]."""
+        return self.scorer.probability(raw)
 
-    def decider(self) -> dec.Decider:
-        """The decision step's logic with the published calibration, policy and reasons."""
-        return dec.Decider(
-            self.calibration,
-            self.policy,
-            self.catalogue,
-            self.scaler.transform(self.catalogue.reference[None, :])[0],
-            chunk=1024 // len(self.catalogue.codes),
-        )
-
-    def decide(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """What the ensemble's decision step must return for raw rows [n, 23] (1-D per row)."""
-        x = self.scaler.transform(raw)
-        out = self.decider().decide(x, self.score(raw), self.score_standardized)
+    def decide(self, raw: np.ndarray, reasons: bool = True) -> dict[str, np.ndarray]:
+        """credit_scoring's (or credit_pd's) outputs, 1-D where a row has one value."""
+        out = self.scorer.decide(raw, reasons=reasons)
         return {k: (v[:, 0] if v.shape[1] == 1 else v) for k, v in out.items()}
-
-    def score_standardized(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities [n] for standardized rows."""
-        return self.session.run(None, {"input": x})[0][:, 0]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The model pipeline: gate on the committed artifacts, split, ONNX interface, reproducibility,
-model behaviour and the benchmark's smoke path."""
+model behaviour."""
 
 from __future__ import annotations
 
@@ -12,36 +12,39 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto
 
 import export.pipeline
-from export.bench import MAX_TORCH_DIFF, run_bench, torch_from_onnx
 from export.config import (
+    CALIBRATION_JSON,
+    ENCODING_JSON,
     MODEL_CARD_JSON,
-    ONNX_INPUT,
     ONNX_OPSET,
     ONNX_OUTPUT,
-    PUBLISHED_CALIBRATION,
-    PUBLISHED_CAPTURE_PY,
-    PUBLISHED_CONTRACT,
-    PUBLISHED_DECISION_SCALER,
-    PUBLISHED_FEATURES_PY,
+    POLICY_CARD_JSON,
+    POLICY_CARD_MD,
+    POLICY_JSON,
     PUBLISHED_ONNX,
-    PUBLISHED_SCALER,
+    PUBLISHED_POLICY_ONNX,
+    PUBLISHED_REASONS_ONNX,
+    REASON_CODES_JSON,
     REFERENCE_FP32,
     RETRAIN_TOLERANCES,
     ROOT,
     SPLIT_JSON,
     QuantizeConfig,
+    TrainConfig,
     card_tolerance,
 )
 from export.data import Dataset, load_dataset, make_split, read_split
-from export.pipeline import calibration_rows, load_parts, validate_published
+from export.encoding import RAW_INPUT, Encoding
+from export.graphs import REASONS_OUTPUT, compose, extract_network
+from export.pipeline import MONOTONE_FEATURES, calibration_rows, load_parts, validate_published
 from export.publish import PUBLISHED_SOURCES, sha256_file
 from export.quantize import MAX_ADJACENT_WEIGHT_PAIR, max_adjacent_weight_pair, quantize
 from export.validate import GateReport, run_gate, score, session
-from preprocess_ensemble.features import FeatureContract, Standardizer
+from preprocess_ensemble.features import FeatureContract
+from preprocess_ensemble.scoring import InProcessScorer
 
 GATED_METRICS = (
     "auc_holdout_fp32",
@@ -75,8 +78,8 @@ def holdout(parts: tuple[FeatureContract, dict[str, Dataset], dict]) -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def scaler() -> Standardizer:
-    return Standardizer.from_json(PUBLISHED_SCALER)
+def encoding(contract: FeatureContract) -> Encoding:
+    return Encoding.from_json(ENCODING_JSON, contract.names)
 
 
 @pytest.fixture(scope="module")
@@ -103,18 +106,22 @@ def test_model_card_hashes_match_the_files(card: dict) -> None:
     expected = {
         REFERENCE_FP32,
         PUBLISHED_ONNX,
-        PUBLISHED_SCALER,
-        PUBLISHED_CONTRACT,
-        PUBLISHED_FEATURES_PY,
-        PUBLISHED_CAPTURE_PY,
-        PUBLISHED_DECISION_SCALER,
-        PUBLISHED_CALIBRATION,
+        PUBLISHED_REASONS_ONNX,
+        ENCODING_JSON,
+        CALIBRATION_JSON,
+        REASON_CODES_JSON,
         *(target for _, target in PUBLISHED_SOURCES),
     }
     assert set(card["artifacts"]) == {p.relative_to(ROOT).as_posix() for p in expected}
     for name, digest in card["artifacts"].items():
         assert sha256_file(ROOT / name) == digest, name
     assert card["split"]["sha256"] == sha256_file(SPLIT_JSON)
+    policy = json.loads(POLICY_CARD_JSON.read_text())
+    assert set(policy["artifacts"]) == {
+        p.relative_to(ROOT).as_posix() for p in (PUBLISHED_POLICY_ONNX, POLICY_JSON)
+    }
+    for name, digest in policy["artifacts"].items():
+        assert sha256_file(ROOT / name) == digest, name
 
 
 def test_tampered_model_card_is_caught(
@@ -122,7 +129,7 @@ def test_tampered_model_card_is_caught(
 ) -> None:
     tampered = json.loads(json.dumps(card))
     onnx_name = PUBLISHED_ONNX.relative_to(ROOT).as_posix()
-    features_name = PUBLISHED_FEATURES_PY.relative_to(ROOT).as_posix()
+    features_name = PUBLISHED_SOURCES[1][1].relative_to(ROOT).as_posix()  # features.py
     tampered["artifacts"][onnx_name] = "0" * 64
     del tampered["artifacts"][features_name]
     tampered["metrics"]["auc_holdout_int8"] += 0.01
@@ -138,7 +145,7 @@ def test_tampered_model_card_is_caught(
     assert len(report.failures) == 4, report.failures
     joined = "\n".join(report.failures)
     actual = sha256_file(PUBLISHED_ONNX)
-    assert f"{onnx_name}: sha256 {actual} differs from the model card's {'0' * 64}" in joined
+    assert f"{onnx_name}: sha256 {actual} differs from the card's {'0' * 64}" in joined
     assert f"{features_name} is missing from the model card" in joined
     auc = card["metrics"]["auc_holdout_int8"]
     assert (
@@ -149,22 +156,41 @@ def test_tampered_model_card_is_caught(
 
 
 @pytest.fixture(scope="module")
-def calibration(parts: tuple[FeatureContract, dict[str, Dataset], dict]) -> np.ndarray:
-    return calibration_rows(
-        parts[1]["train"], Standardizer.from_json(PUBLISHED_SCALER), QuantizeConfig()
+def calibration(
+    parts: tuple[FeatureContract, dict[str, Dataset], dict], encoding: Encoding
+) -> np.ndarray:
+    return calibration_rows(parts[1]["train"], encoding, QuantizeConfig())
+
+
+@pytest.fixture(scope="module")
+def network_fp32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FP32 network inside the committed reference (encoded rows in)."""
+    return extract_network(REFERENCE_FP32, tmp_path_factory.mktemp("net") / "network_fp32.onnx")
+
+
+def gate(network_int8: Path, encoding: Encoding, holdout: Dataset) -> GateReport:
+    """The gate on a quantized network, composed and served with the published policy."""
+    folder = network_int8.parent
+    scorer = InProcessScorer(
+        compose(encoding, network_int8, folder / "model.onnx"),
+        compose(encoding, network_int8, folder / "reasons.onnx", reasons=True),
+        PUBLISHED_POLICY_ONNX,
+    )
+    return run_gate(
+        scorer,
+        REFERENCE_FP32,
+        holdout.features,
+        holdout.target,
+        unseen_features=TrainConfig().exclude_from_model,
+        monotone_features=MONOTONE_FEATURES,
     )
 
 
-def gate(int8_path: Path, contract: FeatureContract, holdout: Dataset) -> GateReport:
-    scaler = Standardizer.from_json(PUBLISHED_SCALER)
-    return run_gate(int8_path, REFERENCE_FP32, scaler, contract, holdout.features, holdout.target)
-
-
 def test_gate_rejects_dynamic_quantization(
-    tmp_path: Path, calibration: np.ndarray, contract: FeatureContract, holdout: Dataset
+    tmp_path: Path, calibration: np.ndarray, network_fp32: Path, encoding: Encoding, holdout
 ) -> None:
-    int8 = quantize(REFERENCE_FP32, tmp_path / "dynamic.onnx", calibration, "dynamic")
-    report = gate(int8, contract, holdout)
+    int8 = quantize(network_fp32, tmp_path / "dynamic.onnx", calibration, "dynamic")
+    report = gate(int8, encoding, holdout)
     assert not report.passed
     invariance = [f for f in report.failures if f.startswith("batch invariance")]
     assert invariance, report.failures
@@ -178,16 +204,19 @@ def test_gate_accepts_static_quantization(
     tmp_path: Path,
     mode: str,
     calibration: np.ndarray,
-    contract: FeatureContract,
+    network_fp32: Path,
+    encoding: Encoding,
     holdout: Dataset,
     card: dict,
 ) -> None:
-    int8 = quantize(REFERENCE_FP32, tmp_path / f"{mode}.onnx", calibration, mode)
-    report = gate(int8, contract, holdout)
+    int8 = quantize(network_fp32, tmp_path / f"{mode}.onnx", calibration, mode)
+    report = gate(int8, encoding, holdout)
     assert report.failures == []
     assert report.metrics["batch_invariance_max_diff"] == 0.0
-    if mode == card["quantization"]["mode"]:
-        assert sha256_file(int8) == sha256_file(PUBLISHED_ONNX)  # quantization is deterministic
+    if mode == card["quantization"]["mode"]:  # quantization is deterministic
+        published = score(session(PUBLISHED_ONNX), holdout.features)
+        rebuilt = score(session(tmp_path / "model.onnx"), holdout.features)
+        np.testing.assert_array_equal(rebuilt, published)
 
 
 @pytest.mark.parametrize(
@@ -200,9 +229,8 @@ def test_published_sources_are_byte_identical(source: Path, copy: Path) -> None:
     assert copy.read_bytes() == source.read_bytes()
 
 
-def test_decision_step_uses_the_published_scaler_and_calibration(card: dict) -> None:
-    assert PUBLISHED_DECISION_SCALER.read_bytes() == PUBLISHED_SCALER.read_bytes()
-    calibration = json.loads(PUBLISHED_CALIBRATION.read_text())
+def test_cards_hold_the_calibration_policy_and_reviewer_sections(card: dict) -> None:
+    calibration = json.loads(CALIBRATION_JSON.read_text())
     assert calibration["method"] == card["calibration"]["method"] == "platt"
     assert (calibration["a"], calibration["b"]) == (
         card["calibration"]["a"],
@@ -210,10 +238,29 @@ def test_decision_step_uses_the_published_scaler_and_calibration(card: dict) -> 
     )
     holdout = card["calibration"]["holdout"]
     assert holdout["brier_after"] <= holdout["brier_before"]
-    assert card["fairness_audit"] and card["protected_attributes"]["choice"]
+    assert card["features_not_seen"]["choice"] and card["changelog"] and card["owner"]
+    assert set(card["features_not_seen"]["excluded_from_model"]) == {"SEX", "MARRIAGE", "AGE"}
     markdown = MODEL_CARD_JSON.with_suffix(".md").read_text()
-    for section in ("## Calibration", "## Decision policy", "## Fairness audit", "## SEX and"):
+    for section in (
+        "## Intended use",
+        "## What default means",
+        "## Holdout performance",
+        "## Calibration",
+        "## Decision policy",
+        "Score bands on the holdout",
+        "## Fairness audit",
+        "## Features the model does not see",
+        "## Adverse-action reason codes",
+        "## Limitations",
+        "## Changelog",
+    ):
         assert section in markdown, section
+    for key in ("auc_holdout_int8", "min_adverse_impact_ratio", "approval_rate"):
+        assert key not in markdown, key  # readable labels, not JSON keys
+    policy = POLICY_CARD_MD.read_text()
+    for section in ("## Decision policy", "Why these cut-offs", "## Fairness audit"):
+        assert section in policy, section
+    assert "`refer` counts as not approved" in policy
 
 
 # --- the split ---------------------------------------------------------------------------------
@@ -249,27 +296,43 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
-@pytest.mark.parametrize("path", [REFERENCE_FP32, PUBLISHED_ONNX], ids=["fp32", "int8"])
-def test_onnx_interface(path: Path, holdout: Dataset, scaler: Standardizer) -> None:
+@pytest.mark.parametrize(
+    ("path", "output", "width"),
+    [
+        (REFERENCE_FP32, ONNX_OUTPUT, 1),
+        (PUBLISHED_ONNX, ONNX_OUTPUT, 1),
+        (PUBLISHED_REASONS_ONNX, REASONS_OUTPUT, 1 + N_FEATURES),
+    ],
+    ids=["fp32", "int8", "int8-reasons"],
+)
+def test_onnx_interface(path: Path, output: str, width: int, holdout: Dataset) -> None:
+    """Raw features in (the encoder is in the graph); NGC 24.10's ONNX Runtime reads the file."""
     model = onnx.load(str(path))
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     assert opsets["ai.onnx"] == ONNX_OPSET == 17
+    assert model.ir_version <= 10
     (inp,) = model.graph.input
     (out,) = model.graph.output
-    assert inp.name == ONNX_INPUT == "input"
-    assert out.name == ONNX_OUTPUT == "probability"
+    assert (inp.name, out.name) == (RAW_INPUT, output) == ("features", output)
     assert inp.type.tensor_type.elem_type == TensorProto.FLOAT
     assert out.type.tensor_type.elem_type == TensorProto.FLOAT
     in_dims, out_dims = _dims(inp), _dims(out)
     assert isinstance(in_dims[0], str) and in_dims[0]  # symbolic batch dimension
     assert in_dims == [in_dims[0], N_FEATURES]
-    assert out_dims == [in_dims[0], 1]
+    assert out_dims[1] == width
     sess = session(path)
-    x = scaler.transform(holdout.features[:37])
+    x = holdout.features[:37].astype(np.float32)
     for n in (1, 2, 37):
-        (p,) = sess.run(None, {ONNX_INPUT: x[:n]})
-        assert p.shape == (n, 1) and p.dtype == np.float32
+        (p,) = sess.run(None, {RAW_INPUT: x[:n]})
+        assert p.shape == (n, width) and p.dtype == np.float32
         assert ((p > 0) & (p < 1)).all()
+
+
+def test_reasons_network_scores_the_applicant_exactly_as_credit_model(holdout: Dataset) -> None:
+    """Column 0 of credit_model_reasons is credit_model's probability, bit for bit."""
+    x = holdout.features.astype(np.float32)
+    (with_reasons,) = session(PUBLISHED_REASONS_ONNX).run(None, {RAW_INPUT: x})
+    np.testing.assert_array_equal(with_reasons[:, :1], score(session(PUBLISHED_ONNX), x)[:, None])
 
 
 # --- reproducibility ---------------------------------------------------------------------------
@@ -296,13 +359,28 @@ def _retrain(build_dir: Path, capability: str | None = None) -> dict:
     return json.loads((build_dir / "gate.json").read_text())
 
 
-RETRAINED_FILES = ("model_fp32.onnx", "model_int8_static-qoperator.onnx", "scaler.json")
+RETRAINED_FILES = (
+    "model_fp32.onnx",
+    "model_int8_static-qoperator.onnx",
+    "model_reasons.onnx",
+    "policy.onnx",
+    "encoding.json",
+    "calibration.json",
+)
+COMMITTED = (
+    REFERENCE_FP32,
+    PUBLISHED_ONNX,
+    PUBLISHED_REASONS_ONNX,
+    PUBLISHED_POLICY_ONNX,
+    ENCODING_JSON,
+    CALIBRATION_JSON,
+)
 
 
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
     """Retrains with this CPU's own kernels (twice) and with each ATEN_CPU_CAPABILITY."""
-    committed = {p: sha256_file(p) for p in (REFERENCE_FP32, PUBLISHED_ONNX, PUBLISHED_SCALER)}
+    committed = {p: sha256_file(p) for p in COMMITTED}
     runs = {}
     for name, capability in (
         ("native", None),
@@ -407,50 +485,51 @@ def test_the_saturation_bound_sees_a_pair_that_would_saturate(op: str, tmp_path:
 
 @pytest.mark.parametrize("mode", ["static-qdq", "static-qoperator"])
 def test_gate_fails_a_file_whose_weights_can_saturate(
-    mode: str, tmp_path: Path, calibration: np.ndarray, holdout: Dataset, contract: FeatureContract
+    mode: str,
+    tmp_path: Path,
+    calibration: np.ndarray,
+    network_fp32: Path,
+    encoding: Encoding,
+    holdout: Dataset,
 ) -> None:
     full_range = tmp_path / "full_range.onnx"
-    quantize(REFERENCE_FP32, full_range, calibration, mode, reduce_range=False)
+    quantize(network_fp32, full_range, calibration, mode, reduce_range=False)
     pair = max_adjacent_weight_pair(full_range)
     assert pair > MAX_ADJACENT_WEIGHT_PAIR
-    report = gate(full_range, contract, holdout)
+    report = gate(full_range, encoding, holdout)
     assert any("adjacent pair" in f and str(pair) in f for f in report.failures)
 
 
 # --- behaviour of the served INT8 model --------------------------------------------------------
 
 
-def _pd(contract: FeatureContract, scaler: Standardizer, raw: np.ndarray) -> np.ndarray:
+def _pd(contract: FeatureContract, raw: np.ndarray) -> np.ndarray:
     contract.validate(raw)
-    return score(session(PUBLISHED_ONNX), scaler.transform(raw))
+    return InProcessScorer.published().decide(raw, reasons=False)["pd"][:, 0]
 
 
-def test_delinquency_in_pay_0_raises_the_pd(
-    contract: FeatureContract, holdout: Dataset, scaler: Standardizer
-) -> None:
+def test_delinquency_in_pay_0_raises_the_pd(contract: FeatureContract, holdout: Dataset) -> None:
     """Directional: PAY_0 from paid-duly/revolving (-1, 0) to 2..8 months late raises the PD.
 
-    It holds for 99.9% of holdout rows (3 of 3,059 drop by at most 0.021 at 2 months: rows that
-    were already 2-3 months late in August), so the per-row rule allows a small fraction.
+    -1 and 0 are status codes, not months, so the monotone constraint does not cover this
+    move; it holds for nearly every holdout row and on average by a wide margin.
     """
     j = contract.names.index("PAY_0")
     rows = holdout.features[np.isin(holdout.features[:, j], (-1, 0))]
     assert len(rows) > 1000
-    base = _pd(contract, scaler, rows)
+    base = _pd(contract, rows)
     previous_mean = base.mean()
     for months in range(2, 9):
         late = rows.copy()
         late[:, j] = months
-        pd_late = _pd(contract, scaler, late)
+        pd_late = _pd(contract, late)
         assert (pd_late >= base).mean() >= 0.995, months
         assert (pd_late - base).mean() > 0.2, months
         assert pd_late.mean() >= previous_mean, months
         previous_mean = pd_late.mean()
 
 
-def test_good_payer_scores_below_delinquent(
-    contract: FeatureContract, scaler: Standardizer
-) -> None:
+def test_good_payer_scores_below_delinquent(contract: FeatureContract) -> None:
     """Minimum functionality: clear cases land on the right side of the base rate."""
     common = {"SEX": 2, "EDUCATION": 2, "MARRIAGE": 1, "AGE": 40}
     good = {"LIMIT_BAL": 500_000, **common}
@@ -462,66 +541,5 @@ def test_good_payer_scores_below_delinquent(
     bad |= {f"BILL_AMT{i}": 19_500 for i in range(1, 7)}
     bad |= {f"PAY_AMT{i}": 0 for i in range(1, 7)}
     raw = np.array([[row[name] for name in contract.names] for row in (good, bad)], float)
-    p_good, p_bad = _pd(contract, scaler, raw)
+    p_good, p_bad = _pd(contract, raw)
     assert p_good < DEFAULT_RATE < 0.5 < p_bad
-
-
-# --- the benchmark -----------------------------------------------------------------------------
-
-
-def test_torch_rebuild_reproduces_the_fp32_onnx(
-    card: dict, holdout: Dataset, scaler: Standardizer
-) -> None:
-    model = torch_from_onnx(REFERENCE_FP32, card)
-    x = scaler.transform(holdout.features)
-    with torch.inference_mode():
-        p_torch = model(torch.from_numpy(x)).numpy()[:, 0]
-    assert np.abs(p_torch - score(session(REFERENCE_FP32), x)).max() <= MAX_TORCH_DIFF
-
-
-def test_bench_refuses_a_model_that_differs(
-    monkeypatch: pytest.MonkeyPatch, card: dict, tmp_path: Path
-) -> None:
-    def perturbed(path: Path, card: dict) -> torch.nn.Module:
-        model = torch_from_onnx(path, card)
-        with torch.no_grad():
-            model.members[0].net[0].bias += 0.05
-        return model
-
-    monkeypatch.setattr("export.bench.torch_from_onnx", perturbed)
-    with pytest.raises(RuntimeError, match="refusing to time a different model"):
-        run_bench(repeats=1, max_rows=64, report_dir=tmp_path, progress=False)
-    assert not (tmp_path / "benchmark.md").exists()
-
-
-def test_bench_smoke(tmp_path: Path, card: dict) -> None:
-    threads_before = torch.get_num_threads()
-    text = run_bench(
-        repeats=1,
-        max_rows=64,
-        batch_sizes=(1, 8),
-        target_seconds=0.002,
-        report_dir=tmp_path,
-        progress=False,
-    )
-    assert torch.get_num_threads() == threads_before
-    published = f"ORT INT8 {card['quantization']['mode']} (published)"
-    engines = ["PyTorch eager", "ORT FP32", "ORT INT8 static-qoperator", "ORT INT8 static-qdq"]
-    lines = text.splitlines()
-    assert lines[0].split()[:3] == ["engine", "threads", "batch"]
-    table = lines[2 : lines.index("")]
-    threads = {line.split()[-6] for line in table}
-    assert "1" in threads
-    assert len(table) == len(engines) * 2 * len(threads)
-    for engine in engines:
-        assert sum(line.startswith(engine) for line in table) == 2 * len(threads), engine
-    assert sum(published in line for line in table) == 2 * len(threads)
-    assert "byte-identical" in text and "bytes" in text
-    for line in table:
-        if line.startswith("PyTorch"):
-            assert line.split()[-2] == "1.00x"
-    markdown = (tmp_path / "benchmark.md").read_text(encoding="utf-8")
-    page = (tmp_path / "benchmark.html").read_text(encoding="utf-8")
-    for engine in engines:
-        assert engine in markdown and engine in page
-    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")

@@ -1,4 +1,5 @@
-"""The credit_scoring ensemble on a real local Triton: parity, batch invariance, bad input."""
+"""The credit_scoring and credit_pd ensembles on a real local Triton: parity with the same
+artifacts in process, batch invariance, bad input."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from preprocess_ensemble.features import FeatureContract
 from preprocess_ensemble.triton_server import TritonServer
 
 MODEL = "credit_scoring"
+BATCH_MODEL = "credit_pd"
+NATIVE_MODELS = ("credit_model", "credit_model_reasons", "credit_policy")
 TOLERANCE = 1e-6
 CONTRACT = FeatureContract.from_json(CONTRACT_JSON)
 
@@ -38,11 +41,11 @@ def read_config(name: str) -> model_config_pb2.ModelConfig:
 # --- configs (no server) -------------------------------------------------------------------
 
 
-def test_ensemble_maps_name_real_tensors() -> None:
-    ensemble = read_config(MODEL)
+@pytest.mark.parametrize("ensemble_name", [MODEL, BATCH_MODEL])
+def test_ensemble_maps_name_real_tensors(ensemble_name: str) -> None:
+    ensemble = read_config(ensemble_name)
     assert ensemble.max_batch_size >= 1024
-    graph = onnx.load(str(MODEL_REPOSITORY / "credit_model" / "1" / "model.onnx")).graph
-    onnx_names = {t.name for t in graph.input} | {t.name for t in graph.output}
+    python_steps = 0
     for step in ensemble.ensemble_scheduling.step:
         config = read_config(step.model_name)
         assert config.max_batch_size == ensemble.max_batch_size, step.model_name
@@ -50,12 +53,31 @@ def test_ensemble_maps_name_real_tensors() -> None:
         outputs = {t.name for t in config.output}
         assert set(step.input_map) <= inputs, (step.model_name, step.input_map)
         assert set(step.output_map) <= outputs, (step.model_name, step.output_map)
+        python_steps += config.backend == "python"
         if config.backend == "onnxruntime":
-            assert inputs | outputs <= onnx_names
+            graph = onnx.load(str(MODEL_REPOSITORY / step.model_name / "1" / "model.onnx")).graph
+            assert {t.name for t in graph.input} == inputs, step.model_name
+            assert {t.name for t in graph.output} == outputs, step.model_name
+    assert python_steps == 1  # the contract check; everything after it runs natively
+    declared = [t.name for t in ensemble.output]
+    mapped = [v for step in ensemble.ensemble_scheduling.step for v in step.output_map.values()]
+    assert set(declared) <= set(mapped)
 
 
-def test_credit_model_is_tuned_for_a_cpu_pod() -> None:
-    config = read_config("credit_model")
+def test_credit_pd_is_credit_scoring_without_reason_codes() -> None:
+    full, batch = read_config(MODEL), read_config(BATCH_MODEL)
+    assert [t.name for t in batch.input] == [t.name for t in full.input] == ["features"]
+    assert [t for t in full.output if t.name != "reason_codes"] == list(batch.output)
+    assert [s.model_name for s in batch.ensemble_scheduling.step] == [
+        "preprocess",
+        "credit_model",
+        "credit_policy",
+    ]
+
+
+@pytest.mark.parametrize("name", NATIVE_MODELS)
+def test_native_models_are_tuned_for_a_cpu_pod(name: str) -> None:
+    config = read_config(name)
     assert config.backend == "onnxruntime"
     assert config.HasField("dynamic_batching")
     assert all(
@@ -72,7 +94,6 @@ def test_repository_code_does_not_import_the_project() -> None:
         "triton_python_backend_utils",
         "features",
         "capture",
-        "decisioning",
     }
     for path in MODEL_REPOSITORY.rglob("*.py"):
         imported = set()
@@ -153,11 +174,15 @@ def test_a_row_scores_the_same_alone_in_a_batch_and_under_concurrent_load(
 DECISION_OUTPUTS = ("probability", "pd", "score", "decision", "reason_codes", "policy")
 
 
-def infer_all(module, client, rows: np.ndarray) -> dict[str, np.ndarray]:
+def infer_all(module, client, rows: np.ndarray, model: str = MODEL) -> dict[str, np.ndarray]:
     tensor = module.InferInput("features", list(rows.shape), "FP32")
     tensor.set_data_from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-    result = client.infer(MODEL, [tensor])
-    return {name: result.as_numpy(name) for name in DECISION_OUTPUTS}
+    result = client.infer(model, [tensor])
+    names = DECISION_OUTPUTS if model == MODEL else PD_OUTPUTS
+    return {name: result.as_numpy(name) for name in names}
+
+
+PD_OUTPUTS = tuple(name for name in DECISION_OUTPUTS if name != "reason_codes")
 
 
 def text(values: np.ndarray) -> np.ndarray:
@@ -168,22 +193,27 @@ def text(values: np.ndarray) -> np.ndarray:
 
 @pytest.mark.triton
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_ensemble_returns_pd_score_decision_and_reason_codes(
-    triton, holdout, reference, protocol
+@pytest.mark.parametrize("model", [MODEL, BATCH_MODEL])
+def test_every_holdout_decision_equals_the_same_artifacts_in_process(
+    triton, holdout, reference, figures, protocol, model
 ) -> None:
+    """All 4,500 holdout applicants: every output of the ensemble equals InProcessScorer's."""
     module, client = clients(triton)[protocol]
-    rows = holdout[:1024]
-    served = infer_all(module, client, rows)
-    expected = reference.decide(rows)
-    n = len(rows)
+    parts = [infer_all(module, client, holdout[i : i + 1024], model) for i in range(0, 4500, 1024)]
+    served = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    expected = reference.decide(holdout, reasons=model == MODEL)
+    n = len(holdout)
     assert served["pd"].shape == (n, 1) and served["pd"].dtype == np.float32
     assert served["score"].shape == (n, 1) and served["score"].dtype == np.int32
-    assert served["reason_codes"].shape == (n, 4)
-    np.testing.assert_allclose(served["probability"], reference.score(rows), atol=TOLERANCE)
-    np.testing.assert_allclose(served["pd"][:, 0], expected["pd"], atol=TOLERANCE, rtol=0)
+    if model == MODEL:
+        assert served["reason_codes"].shape == (n, 4)
+        np.testing.assert_array_equal(text(served["reason_codes"]), expected["reason_codes"])
+    error = float(np.abs(served["pd"][:, 0] - expected["pd"]).max())
+    figures[f"{model} max |pd_triton - pd_in_process| over {n} rows ({protocol})"] = f"{error:.3g}"
+    assert error <= TOLERANCE
+    np.testing.assert_allclose(served["probability"][:, 0], expected["probability"], atol=TOLERANCE)
     np.testing.assert_array_equal(served["score"][:, 0], expected["score"])
     np.testing.assert_array_equal(text(served["decision"][:, 0]), expected["decision"])
-    np.testing.assert_array_equal(text(served["reason_codes"]), expected["reason_codes"])
     assert set(text(served["policy"][:, 0])) == {reference.policy.label}
     assert {"approve", "refer", "decline"} == set(expected["decision"])
 
@@ -338,7 +368,7 @@ def test_health_endpoints_and_model_metadata(triton) -> None:
         assert connection.getresponse().status == 200, path
     metadata = httpclient.InferenceServerClient(triton.http_url).get_model_metadata(MODEL)
     assert metadata["inputs"] == [{"name": "features", "datatype": "FP32", "shape": [-1, 23]}]
-    assert metadata["outputs"] == [
+    outputs = [
         {"name": "probability", "datatype": "FP32", "shape": [-1, 1]},
         {"name": "pd", "datatype": "FP32", "shape": [-1, 1]},
         {"name": "score", "datatype": "INT32", "shape": [-1, 1]},
@@ -346,6 +376,10 @@ def test_health_endpoints_and_model_metadata(triton) -> None:
         {"name": "reason_codes", "datatype": "BYTES", "shape": [-1, 4]},
         {"name": "policy", "datatype": "BYTES", "shape": [-1, 1]},
     ]
+    assert metadata["outputs"] == outputs
+    batch = httpclient.InferenceServerClient(triton.http_url).get_model_metadata(BATCH_MODEL)
+    assert batch["inputs"] == metadata["inputs"]
+    assert batch["outputs"] == [o for o in outputs if o["name"] != "reason_codes"]
 
 
 @pytest.mark.triton
@@ -378,7 +412,7 @@ def test_sequential_single_applicants_are_exact(
 def test_a_corrupt_model_keeps_the_server_not_ready_and_never_scores(tmp_path: Path) -> None:
     repository = tmp_path / "model_repository"
     shutil.copytree(MODEL_REPOSITORY, repository)
-    onnx_file = repository / "credit_model" / "1" / "model.onnx"
+    onnx_file = repository / "credit_model_reasons" / "1" / "model.onnx"  # credit_scoring's
     onnx_file.write_bytes(onnx_file.read_bytes()[:1000])
     server = TritonServer(repository, log_path=tmp_path / "triton.log").start()
     try:

@@ -17,8 +17,8 @@ One line per captured row::
     {"ts":"2025-01-31T12:00:00.123Z","model_version":"1","model_id":"3f1c...","features":[...]}
 
 ``ts`` is when the batch was scored (UTC), ``model_version`` the preprocess version Triton
-loaded, ``model_id`` the first 16 hex digits of the scaler file's sha256 (the model card lists
-the full hash) and ``features`` the 23 raw values in contract order, as integers.
+loaded, ``model_id`` the first 16 hex digits of the published contract's sha256 (the model
+card lists the full hash) and ``features`` the 23 raw values in contract order, as integers.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class CaptureSettings:
 
 
 def model_id(path: str | Path) -> str:
-    """First 16 hex digits of a file's sha256: ties captured rows to the scaler (and model)."""
+    """First 16 hex digits of a file's sha256: ties captured rows to the contract they passed."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 

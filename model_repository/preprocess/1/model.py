@@ -1,8 +1,9 @@
-"""Triton python step: validate raw applicants against the contract, then standardize them.
+"""Triton python step: validate raw applicants against the contract and pass them on unchanged.
 
 A thin adapter over ``features.py`` and ``capture.py`` (published copies). A dynamic batch is
-checked and scaled in one vectorized pass; a bad request gets an error naming row, feature and
-rule while its batch-mates are scored. ``capture_dir`` set: accepted rows are sampled to files.
+checked in one vectorized pass; a bad request gets an error naming row, feature and rule while
+its batch-mates are scored. ``capture_dir`` set: accepted rows are sampled to files, tagged with
+the contract file's id (the networks read raw features; the model card lists the hashes).
 """
 
 import json
@@ -11,22 +12,19 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from capture import COUNTS, Capture, CaptureSettings, model_id
-from features import FeatureContract, Standardizer
+from features import FeatureContract
 
 
 class TritonPythonModel:
     """The ``preprocess`` model of the ``credit_scoring`` ensemble."""
 
     def initialize(self, args: dict) -> None:
-        """Load the contract and the scaler named by the config's parameters; start capture."""
+        """Load the contract named by the config's parameters; start capture."""
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = Path(args["model_repository"]) / args["model_version"]
         self.contract = FeatureContract.from_json(folder / params["contract_file"])
-        self.scaler = Standardizer.from_json(folder / params["scaler_file"])
-        if self.scaler.names != self.contract.names:
-            raise pb_utils.TritonModelException("scaler.json features differ from the contract")
-        output = pb_utils.get_output_config_by_name(config, "standardized_features")
+        output = pb_utils.get_output_config_by_name(config, "validated_features")
         self.output_dtype = pb_utils.triton_string_to_numpy(output["data_type"])
         self.capture, settings = None, CaptureSettings.from_params(params)
         if settings is not None:
@@ -36,18 +34,18 @@ class TritonPythonModel:
                 kind=pb_utils.MetricFamily.COUNTER,
             )
             self.counters = {k: self.family.Metric(labels={"event": k}) for k in COUNTS}
-            identity = model_id(folder / params["scaler_file"])
+            identity = model_id(folder / params["contract_file"])
             self.capture = Capture(
                 settings, args["model_version"], identity, pb_utils.Logger.log_warn, self._count
             )
 
     def execute(self, requests: list) -> list:
-        """Check and standardize every request of the batch in one pass."""
+        """Check every request of the batch in one pass."""
         batches = [pb_utils.get_input_tensor_by_name(r, "features").as_numpy() for r in requests]
         rows = np.concatenate(batches) if len(batches) > 1 else batches[0]
         invalid = self.contract.invalid_mask(rows)
         bad_rows = invalid.any(axis=1)
-        scaled = self.scaler.transform(rows).astype(self.output_dtype, copy=False)
+        checked = rows.astype(self.output_dtype, copy=False)
         responses, accepted, start = [], [], 0
         for batch in batches:
             stop = start + len(batch)
@@ -58,7 +56,7 @@ class TritonPythonModel:
                 message = self.contract.first_violation(batch, invalid[start:stop])
                 responses.append(self._error(message))
             else:
-                tensor = pb_utils.Tensor("standardized_features", scaled[start:stop])
+                tensor = pb_utils.Tensor("validated_features", checked[start:stop])
                 responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
                 accepted.append(batch)
             start = stop
