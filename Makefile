@@ -13,7 +13,7 @@ GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 
-.PHONY: help install test model validate publish-sources bench lint format serve split lock clean
+.PHONY: help install test model policy options validate publish-sources bench lint format serve split lock clean
 
 # Feature areas (deployment, infrastructure, drift, load tests) add their targets in mk/*.mk.
 -include mk/*.mk
@@ -34,6 +34,12 @@ test: $(STAMP) ## Run the whole test suite (starts a real local Triton on free p
 
 model: $(STAMP) ## Retrain -> ONNX -> static INT8 -> validation gate -> publish into model_repository/
 	$(PY) -m export model
+
+policy: $(STAMP) ## Rebuild credit_policy from decision_policy.json, gate it on the published network, publish
+	$(PY) -m export policy
+
+options: $(STAMP) ## Train every input/constraint option (nothing published) -> reports/model_options.json
+	$(PY) -m export options
 
 validate: $(STAMP) ## Run the validation gate on the committed artifacts
 	$(PY) -m export validate

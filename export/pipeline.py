@@ -246,6 +246,21 @@ def policy_card(report: GateReport) -> dict:
     }
 
 
+def gate_committed(
+    scorer: InProcessScorer, holdout: Dataset, config: GateConfig, unseen: tuple[str, ...]
+) -> GateReport:
+    """The gate for files scored against the committed FP32 reference (policy or validate)."""
+    return run_gate(
+        scorer,
+        REFERENCE_FP32,
+        holdout.features,
+        holdout.target,
+        config,
+        unseen_features=unseen,
+        monotone_features=MONOTONE_FEATURES,
+    )
+
+
 def build_policy(gate_config: GateConfig = GateConfig(), publish: bool = True) -> GateReport:
     """``make policy``: rebuild credit_policy from its JSON, gate it on the published network."""
     contract, parts, _ = load_parts()
@@ -259,15 +274,8 @@ def build_policy(gate_config: GateConfig = GateConfig(), publish: bool = True) -
         BUILD_DIR / "policy.onnx",
     )
     scorer = InProcessScorer(PUBLISHED_ONNX, PUBLISHED_REASONS_ONNX, path)
-    report = run_gate(
-        scorer,
-        REFERENCE_FP32,
-        parts["holdout"].features,
-        parts["holdout"].target,
-        gate_config,
-        unseen_features=tuple(sorted(set(contract.names) - seen)),
-        monotone_features=MONOTONE_FEATURES,
-    )
+    unseen = tuple(n for n in contract.names if n not in seen)
+    report = gate_committed(scorer, parts["holdout"], gate_config, unseen)
     if report.passed and publish:
         shutil.copyfile(path, PUBLISHED_POLICY_ONNX)
         write_policy_card(policy_card(report), [PUBLISHED_POLICY_ONNX, POLICY_JSON])
@@ -414,16 +422,8 @@ def validate_published(gate_config: GateConfig = GateConfig()) -> GateReport:
     contract, parts, _ = load_parts()
     card = json.loads(MODEL_CARD_JSON.read_text())
     policy = json.loads(POLICY_CARD_JSON.read_text())
-    scorer = InProcessScorer.published()
-    report = run_gate(
-        scorer,
-        REFERENCE_FP32,
-        parts["holdout"].features,
-        parts["holdout"].target,
-        gate_config,
-        unseen_features=tuple(card["training"]["exclude_from_model"]),
-        monotone_features=MONOTONE_FEATURES,
-    )
+    unseen = tuple(card["training"]["exclude_from_model"])
+    report = gate_committed(InProcessScorer.published(), parts["holdout"], gate_config, unseen)
     for name, expected in {**card["artifacts"], **policy["artifacts"]}.items():
         actual = sha256_file(ROOT / name)
         if actual != expected:

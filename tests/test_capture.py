@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from drift.capture import Capture, CaptureSettings, model_id, read_capture
-from export.config import MODEL_REPOSITORY, PUBLISHED_SCALER
+from export.config import MODEL_REPOSITORY, PUBLISHED_CONTRACT
 from preprocess_ensemble.client import CreditScoringClient, ScoringError
 from preprocess_ensemble.triton_server import TritonServer, TritonServerError
 
@@ -225,7 +225,7 @@ def test_triton_captures_what_it_scored_rotates_and_survives_an_unwritable_dir(
 
     captured = read_capture(capture_dir, N_FEATURES)
     np.testing.assert_array_equal(captured.features, sent)
-    assert set(captured.model_ids) == {model_id(PUBLISHED_SCALER)}
+    assert set(captured.model_ids) == {model_id(PUBLISHED_CONTRACT)}
     assert set(captured.model_versions) == {"1"}
     assert len(captured.files) > 1 and all(p.stat().st_size <= 8192 for p in captured.files)
     assert metrics["good"]["requests_rejected"] == 2

@@ -21,7 +21,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from export.config import DATA_CSV, MODEL_REPOSITORY, PUBLISHED_ONNX, PUBLISHED_SCALER
+from export.config import DATA_CSV, MODEL_REPOSITORY, PUBLISHED_ONNX
 from export.data import Dataset, load_dataset, read_split
 from preprocess_ensemble.client import (
     CSV_COLUMNS,
@@ -39,7 +39,7 @@ from preprocess_ensemble.client import (
     read_csv,
     write_csv,
 )
-from preprocess_ensemble.features import ContractViolation, FeatureContract, Standardizer
+from preprocess_ensemble.features import ContractViolation, FeatureContract
 from preprocess_ensemble.triton_server import TritonServer, TritonServerError, free_port
 
 CONTRACT = load_contract()
@@ -405,9 +405,8 @@ def onnx_session() -> ort.InferenceSession:
 
 
 def _expected(session: ort.InferenceSession, raw: np.ndarray) -> np.ndarray:
-    """Probabilities [n] from the published scaler and ONNX model, in process."""
-    scaled = Standardizer.from_json(PUBLISHED_SCALER).transform(raw)
-    return session.run(["probability"], {"input": scaled})[0][:, 0]
+    """Probabilities [n] from the published ONNX model (raw features in), in process."""
+    return session.run(["probability"], {"features": raw.astype(np.float32)})[0][:, 0]
 
 
 def _url(server: TritonServer, protocol: str) -> str:
@@ -456,7 +455,8 @@ def test_score_one_json_matches_onnxruntime(
     catalogue = load_catalogue(CONTRACT)
     assert 1 <= len(payload["reason_codes"]) <= 4
     for reason in payload["reason_codes"]:
-        assert reason["text"] == catalogue.text(reason["code"]) != ""
+        value = holdout50.features[1, catalogue.codes.index(reason["code"])]
+        assert reason["text"] == catalogue.text(reason["code"], value) != ""
 
 
 @pytest.mark.triton
@@ -571,8 +571,18 @@ def test_decide_returns_every_output_in_order(
     assert (np.diff(decided.score[np.argsort(decided.pd)]) <= 0).all()  # points fall as PD rises
     for name in ("probability", "pd", "score", "decision", "reason_codes", "policy"):
         assert np.array_equal(getattr(alone, name)[0], getattr(decided, name)[9]), name
-    row = decided.row(9, load_catalogue(CONTRACT))
+    catalogue = load_catalogue(CONTRACT)
+    row = decided.row(9, catalogue, holdout50.features[9])
     assert row["score"] == int(decided.score[9]) and row["decision"] == decided.decision[9]
+    for reason, code in zip(
+        row["reason_codes"], [c for c in decided.reason_codes[9] if c], strict=True
+    ):
+        assert reason == {
+            "code": code,
+            "text": catalogue.text(code, holdout50.features[9][catalogue.codes.index(code)]),
+        }
+    with pytest.raises(ValueError, match="both"):
+        decided.row(9, catalogue)
 
 
 @pytest.mark.triton

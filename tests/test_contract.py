@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 from export.config import CONTRACT_JSON, DATA_CSV, ROOT
 from export.data import DataError, Dataset, load_dataset
-from preprocess_ensemble.features import ContractViolation, FeatureContract, Standardizer
+from preprocess_ensemble.features import ContractViolation, FeatureContract
 
 N_SAMPLE = 50
 
@@ -134,55 +133,6 @@ def test_wrong_shapes_and_empty_batches_raise(
     else:
         assert f"got shape {list(shape)}" in str(caught.value)
         assert "LIMIT_BAL, SEX" in str(caught.value)
-
-
-# --- the standardizer --------------------------------------------------------------------------
-
-
-def test_standardizer_round_trips_via_json(
-    tmp_path: Path, contract: FeatureContract, data: Dataset
-) -> None:
-    transforms = tuple(
-        "signed_log1p" if k in ("amount", "signed_amount") else "identity" for k in contract.kinds
-    )
-    fitted = Standardizer.fit(data.features[:1000], contract.names, transforms)
-    path = tmp_path / "scaler.json"
-    fitted.to_json(path)
-    loaded = Standardizer.from_json(path)
-    assert loaded.names == fitted.names
-    assert loaded.transforms == fitted.transforms
-    np.testing.assert_array_equal(loaded.mean, fitted.mean)
-    np.testing.assert_array_equal(loaded.scale, fitted.scale)
-    np.testing.assert_array_equal(
-        loaded.transform(data.features[:200]), fitted.transform(data.features[:200])
-    )
-    assert json.loads(path.read_text())["features"] == list(contract.names)
-    z = fitted.transform(data.features[:1000]).astype(np.float64)
-    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-5)
-
-
-def test_standardizer_rejects_unknown_transforms() -> None:
-    with pytest.raises(ValueError, match="unknown transforms"):
-        Standardizer.fit(np.ones((4, 2)), ("a", "b"), ("identity", "log"))
-
-
-def test_signed_log1p_handles_negative_amounts() -> None:
-    x = np.array([[-1_000_000.0, -1.0, 0.0, 1.0, 1_000_000.0]]).T
-    identity = Standardizer(("A",), ("identity",), np.zeros(1), np.ones(1))
-    logged = Standardizer(("A",), ("signed_log1p",), np.zeros(1), np.ones(1))
-    np.testing.assert_array_equal(identity.transform(x)[:, 0], x[:, 0].astype(np.float32))
-    z = logged.transform(x)[:, 0].astype(np.float64)
-    assert np.isfinite(z).all()
-    np.testing.assert_allclose(z, np.sign(x[:, 0]) * np.log1p(np.abs(x[:, 0])), rtol=1e-6)
-    np.testing.assert_array_equal(z[:2], -z[:2:-1])  # odd: f(-x) = -f(x)
-    assert z[0] < z[1] < z[2] == 0.0 < z[3] < z[4]
-
-
-def test_standardizer_keeps_constant_columns_finite() -> None:
-    x = np.column_stack([np.full(10, 7.0), np.arange(10.0)])
-    fitted = Standardizer.fit(x, ("const", "ramp"), ("identity", "identity"))
-    assert fitted.scale[0] == 1.0
-    assert np.isfinite(fitted.transform(x)).all()
 
 
 # --- the CSV loader ---------------------------------------------------------------------------

@@ -18,8 +18,11 @@ from export.calibrate import brier, fit_platt
 from export.config import (
     CALIBRATION_JSON,
     ENCODING_JSON,
+    POLICY_CARD_JSON,
     POLICY_JSON,
+    PUBLISHED_ONNX,
     PUBLISHED_POLICY_ONNX,
+    PUBLISHED_REASONS_ONNX,
     REASON_CODES_JSON,
     REFERENCE_FP32,
     GateConfig,
@@ -327,3 +330,31 @@ def test_audit_table_covers_every_group_and_the_gate_fails_on_a_breached_ratio(
     )
     assert [f for f in report.failures if f.startswith("fairness audit")] == strict
     assert report.audit == table
+
+
+# --- the policy's own life cycle (make policy) -------------------------------------------------
+
+
+def test_make_policy_gates_a_new_policy_version_without_retraining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import export.pipeline as pipeline
+
+    spec = json.loads(POLICY_JSON.read_text())
+    published = json.loads(POLICY_CARD_JSON.read_text())
+    spec |= {"version": "9.9.9", "cutoffs": {"approve_from": 560, "decline_below": 490}}
+    stricter = tmp_path / "decision_policy.json"
+    stricter.write_text(json.dumps(spec))
+    monkeypatch.setattr(pipeline, "POLICY_JSON", stricter)
+    monkeypatch.setattr(pipeline, "BUILD_DIR", tmp_path)
+    networks = {p: p.read_bytes() for p in (PUBLISHED_ONNX, PUBLISHED_REASONS_ONNX)}
+    report = pipeline.build_policy(publish=False)
+    assert {p: p.read_bytes() for p in networks} == networks
+    rates = report.metrics
+    assert rates["approval_rate"] < published["metrics"]["approval_rate"] - 0.05
+    card = pipeline.policy_card(report)
+    assert (
+        card["policy"] == f"{spec['id']}@9.9.9" and card["spec"]["cutoffs"]["approve_from"] == 560
+    )
+    served = run_policy(onnx.load(str(tmp_path / "policy.onnx")), np.array([[0.05]]))
+    assert served["policy"].tolist() == [[f"{spec['id']}@9.9.9"]]

@@ -17,26 +17,35 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from export.config import PUBLISHED_ONNX, ROOT
+from export.config import MODEL_REPOSITORY, ROOT
 
 NGC_REQUIREMENTS = ROOT / "requirements" / "onnxruntime-ngc.txt"
 NGC_VENV = ROOT / ".cache" / "onnxruntime-1.19.2"
 NGC_VERSION = "1.19.2"
 MAX_PROBABILITY_DIFF = 1e-6
 
-# Runs inside the 1.19.2 environment: score every array of an .npz with one session.
+# Runs inside the 1.19.2 environment: the three published graphs on the raw holdout rows, as
+# credit_scoring (reasons network -> policy) and credit_pd (network -> policy) chain them.
 SCORE_SCRIPT = """
 import sys
 import numpy as np
 import onnxruntime as ort
 options = ort.SessionOptions()
 options.intra_op_num_threads = 1
-session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
-rows = np.load(sys.argv[2])
-out = {k: session.run(None, {"input": rows[k]})[0][:, 0] for k in rows.files}
-np.savez(sys.argv[3], **out)
+def session(path):
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+model, reasons, policy = (session(p) for p in sys.argv[1:4])
+rows = np.load(sys.argv[4])["holdout"]
+names = [o.name for o in policy.get_outputs()]
+out = {"probability": model.run(None, {"features": rows})[0]}
+out["probabilities"] = reasons.run(None, {"features": rows})[0]
+for prefix, p in (("full", out["probabilities"]), ("pd", out["probability"])):
+    for name, value in zip(names, policy.run(None, {"probabilities": p})):
+        out[prefix + "_" + name] = value.astype(str) if value.dtype == object else value
+np.savez(sys.argv[5], **out)
 print(ort.__version__)
 """
+MODELS = ("credit_model", "credit_model_reasons", "credit_policy")
 
 
 def _ngc_python() -> Path:
@@ -58,14 +67,10 @@ def _ngc_python() -> Path:
 def test_ngc_onnxruntime_scores_the_holdout_like_the_local_runtime(
     holdout: np.ndarray, reference, tmp_path: Path, figures: dict[str, str]
 ) -> None:
-    from preprocess_ensemble.decisioning import substitutions
-
-    x = reference.scaler.transform(holdout)
-    substituted_reference = reference.scaler.transform(reference.catalogue.reference[None, :])[0]
-    rows = {"holdout": x, "substituted": substitutions(x, substituted_reference)}
-    np.savez(tmp_path / "rows.npz", **rows)
+    np.savez(tmp_path / "rows.npz", holdout=holdout.astype(np.float32))
+    paths = [str(MODEL_REPOSITORY / name / "1" / "model.onnx") for name in MODELS]
     result = subprocess.run(
-        [str(_ngc_python()), "-c", SCORE_SCRIPT, str(PUBLISHED_ONNX)]
+        [str(_ngc_python()), "-c", SCORE_SCRIPT, *paths]
         + [str(tmp_path / "rows.npz"), str(tmp_path / "ngc.npz")],
         capture_output=True,
         text=True,
@@ -73,23 +78,22 @@ def test_ngc_onnxruntime_scores_the_holdout_like_the_local_runtime(
     )
     assert result.stdout.strip() == NGC_VERSION
     ngc = np.load(tmp_path / "ngc.npz")
-    local = {k: reference.score_standardized(v) for k, v in rows.items()}
-    diffs = {k: float(np.abs(ngc[k] - local[k]).max()) for k in rows}
+    scorer = reference.scorer
+    local = {
+        "probability": scorer.probability(holdout),
+        "probabilities": scorer.probabilities(holdout),
+    }
+    diffs = {k: float(np.abs(ngc[k] - v).max()) for k, v in local.items()}
     assert max(diffs.values()) <= MAX_PROBABILITY_DIFF, diffs
-
-    decider = reference.decider()
-    per_call = decider.chunk * x.shape[1]  # substitution rows the Decider scores per call
-
-    def decisions(p: np.ndarray, p_sub: np.ndarray) -> dict[str, np.ndarray]:
-        calls = iter(np.split(p_sub, range(per_call, len(p_sub), per_call)))
-        return decider.decide(x, p, lambda _rows: next(calls))
-
-    mine = decisions(local["holdout"], local["substituted"])
-    theirs = decisions(ngc["holdout"], ngc["substituted"])
-    for name in ("decision", "reason_codes", "score"):
-        np.testing.assert_array_equal(theirs[name], mine[name], err_msg=name)
+    for prefix, reasons in (("full", True), ("pd", False)):
+        mine = scorer.decide(holdout, reasons=reasons)
+        for name, value in mine.items():
+            theirs = ngc[f"{prefix}_{name}"]
+            if value.dtype == object:
+                value = value.astype(str)
+            np.testing.assert_array_equal(theirs, value, err_msg=f"{prefix} {name}")
     figures[f"ONNX Runtime {NGC_VERSION} (NGC 24.10) vs {ort.__version__} (local)"] = (
-        f"max |dp| {diffs['holdout']:.2g} on 4,500 holdout rows, "
-        f"{diffs['substituted']:.2g} on {len(rows['substituted']):,} substitution rows; "
-        "decisions, points and reason codes identical"
+        f"max |dp| {diffs['probability']:.2g} on 4,500 holdout rows, "
+        f"{diffs['probabilities']:.2g} on {local['probabilities'].size:,} probabilities with "
+        "substitutions; every credit_scoring and credit_pd output identical"
     )

@@ -195,13 +195,16 @@ def probe(server: TritonServer, holdout: np.ndarray, reference, n: int = 10) -> 
     return scored, wrong
 
 
+DAMAGED = "credit_model_reasons"  # the network credit_scoring calls
+
+
 @pytest.mark.triton
 @pytest.mark.parametrize("damage", ["corrupt", "missing"])
 def test_a_damaged_model_file_is_never_served_and_recovers_after_reload(
     tmp_path, holdout, reference, report, figures, request, damage
 ) -> None:
     repository = copy_repository(tmp_path)
-    onnx_file = repository / "credit_model" / "1" / "model.onnx"
+    onnx_file = repository / DAMAGED / "1" / "model.onnx"
     original = onnx_file.read_bytes()
     server = ExplicitControlServer(repository, log_path=tmp_path / "triton.log")
     rows: list[tuple[str, str]] = []
@@ -215,16 +218,16 @@ def test_a_damaged_model_file_is_never_served_and_recovers_after_reload(
         rows.append(("file damaged, nothing reloaded: scored / wrong", f"{scored}/20, {wrong}"))
         assert wrong == 0 and scored == 20, "the loaded session keeps serving until a reload"
 
-        admin.unload_model("credit_model")
+        admin.unload_model(DAMAGED)
         deadline = time.monotonic() + 30
         while (
-            "credit_model"
+            DAMAGED
             in [m["name"] for m in admin.get_model_repository_index() if m.get("state") == "READY"]
             and time.monotonic() < deadline
         ):
             time.sleep(0.1)
         try:
-            admin.load_model("credit_model")
+            admin.load_model(DAMAGED)
             load_error = "none"
         except InferenceServerException as error:
             load_error = error.message()[:160]
@@ -233,7 +236,7 @@ def test_a_damaged_model_file_is_never_served_and_recovers_after_reload(
         scored, wrong = probe(server, holdout, reference)
         state = {m["name"]: m.get("state", "") for m in admin.get_model_repository_index()}
         rows += [
-            ("load_model('credit_model') with the damaged file", f"refused: `{load_error}`"),
+            (f"load_model('{DAMAGED}') with the damaged file", f"refused: `{load_error}`"),
             ("`/v2/health/ready`, `/v2/models/credit_scoring/ready`", f"{ready}, {model_ready}"),
             ("repository index", ", ".join(f"{k} {v}" for k, v in sorted(state.items()))),
             ("20 requests while damaged: scored", str(scored)),
@@ -244,14 +247,14 @@ def test_a_damaged_model_file_is_never_served_and_recovers_after_reload(
 
         onnx_file.write_bytes(original)
         start = time.monotonic()
-        admin.load_model("credit_model")
+        admin.load_model(DAMAGED)
         admin.load_model("credit_scoring")
         reload_seconds = time.monotonic() - start
         ready = health(server, "/v2/health/ready")
         scored, wrong = probe(server, holdout, reference)
         rows += [
             (
-                "file restored: load_model('credit_model'), then the ensemble",
+                f"file restored: load_model('{DAMAGED}'), then the ensemble",
                 f"{reload_seconds:.2f} s",
             ),
             ("`/v2/health/ready` after the reload", str(ready)),
@@ -261,8 +264,9 @@ def test_a_damaged_model_file_is_never_served_and_recovers_after_reload(
 
     table = "\n".join(["| step | result |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows]])
     body = f"""
-`model.onnx` {"truncated to a third of its bytes" if damage == "corrupt" else "deleted"} on a
-copy of the repository served with `--model-control-mode=explicit --load-model=*
+`{DAMAGED}/1/model.onnx` (the network credit_scoring calls)
+{"truncated to a third of its bytes" if damage == "corrupt" else "deleted"} on a copy of the
+repository served with `--model-control-mode=explicit --load-model=*
 --strict-readiness=true`; recovery through the repository API (`load_model`).
 
 {table}
