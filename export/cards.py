@@ -110,7 +110,8 @@ def render_model_card(card: dict) -> str:
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for o in options:
-            verdict = "passes" if not o["gate_failures"] else f"{len(o['gate_failures'])} failures"
+            failed = len(o["gate_failures"])
+            verdict = "passes" if not failed else f"fails {failed} check{'s' * (failed > 1)}"
             lines.append(
                 f"| {o['option']} | {o['auc_holdout_int8']:.4f} | {o['approval_rate']:.3f} "
                 f"| {o['min_adverse_impact_ratio']:.3f} | {o['monotone_violations_holdout']:,} "
