@@ -32,6 +32,9 @@ RUN make install PYTHON_BIN=python3.11 EXTRAS="${EXTRAS}"
 COPY data/ data/
 COPY artifacts/ artifacts/
 COPY model_repository/ model_repository/
+# make model also republishes drift/capture.py into preprocess/1/ and reads the options table.
+COPY drift/ drift/
+COPY reports/model_options.json reports/
 # The gate decides whether this image can exist: a failing gate fails the build.
 RUN if [ "${REBUILD_MODEL}" = "true" ]; then make model; else make validate; fi
 

@@ -10,6 +10,7 @@ measured start-up; SIGTERM under load lets in-flight requests finish.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
 import importlib.util
 import json
@@ -134,6 +135,39 @@ def dockerfile_cmd() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- static
+
+
+def build_context_keeps(path: str) -> bool:
+    """Whether .dockerignore (``*`` then ``!`` exceptions, last match wins) sends ``path``."""
+    keep = True
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern) or path.startswith(pattern + "/"):
+            keep = negated
+    return keep
+
+
+def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
+    """A COPY of a file .dockerignore leaves out fails the image build, which CI cannot run."""
+    sources = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += [w.rstrip("/") for w in words[1:-1] if not w.startswith("--")]
+    assert "deploy/probe.py" in sources and "drift" in sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        files = (
+            [source]
+            if (ROOT / source).is_file()
+            else [p.relative_to(ROOT).as_posix() for p in (ROOT / source).rglob("*.py")]
+        )
+        missing = [f for f in files if not build_context_keeps(f)]
+        assert not missing, (source, missing[:3])
 
 
 @pytest.mark.slow
