@@ -193,8 +193,8 @@ variable "node_platform_id" {
 
 variable "node_cores" {
   type        = number
-  description = "vCPUs per node. One Triton replica (3 vCPU requested) plus system pods fit on 4."
-  default     = 4
+  description = "vCPUs per node. One Triton replica (4 vCPU requested) plus system pods fit on 6."
+  default     = 6
 
   validation {
     condition     = contains([2, 4, 6, 8, 12, 16, 20, 24, 28, 32], var.node_cores)
