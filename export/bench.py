@@ -1,16 +1,21 @@
 """Latency benchmark: PyTorch eager vs ONNX Runtime FP32 vs INT8 (QOperator and QDQ), one run.
 
-The PyTorch model is rebuilt from the committed FP32 ONNX initializers and must reproduce that
-ONNX file within ``MAX_TORCH_DIFF`` before anything is timed, so every engine runs the same
-model. Engines are interleaved round by round (in a rotating order) so machine noise hits them
-all alike; each configuration reports the median over rounds.
+Every engine runs the network on the same encoded holdout rows (the encoder graph runs once,
+untimed, before): the ONNX engines run the network part of the committed files
+(``export.graphs.extract_network``). The PyTorch model is rebuilt from the committed FP32
+network's initializers and must reproduce it within ``MAX_TORCH_DIFF`` before anything is
+timed, so every engine runs the same model. Engines are interleaved round by round (in a
+rotating order) so machine noise hits them all alike; each configuration reports the median
+over rounds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -26,20 +31,22 @@ from onnx import numpy_helper
 from tqdm import tqdm
 
 from export.config import (
+    CONTRACT_JSON,
+    ENCODING_JSON,
     MODEL_CARD_JSON,
     ONNX_INPUT,
     PUBLISHED_ONNX,
-    PUBLISHED_SCALER,
     REFERENCE_FP32,
     ROOT,
     QuantizeConfig,
 )
 from export.data import Dataset
-from export.publish import sha256_file
+from export.encoding import Encoding, encode
+from export.graphs import extract_network
 from export.quantize import quantize
 from export.train import AveragedMLP, CreditMLP
 from export.validate import session
-from preprocess_ensemble.features import Standardizer
+from preprocess_ensemble.features import FeatureContract
 
 REPORTS_DIR = ROOT / "reports"
 BATCH_SIZES = (1, 64, 1024)
@@ -70,21 +77,31 @@ class Timing:
         return self.batch / self.seconds_per_call
 
 
-def torch_from_onnx(fp32_path: str | Path, card: dict) -> AveragedMLP:
-    """An ``AveragedMLP`` whose weights are the FP32 ONNX file's initializers (strict load)."""
+def torch_from_onnx(network_path: str | Path, card: dict, encoding: Encoding) -> AveragedMLP:
+    """An ``AveragedMLP`` whose parameters are the FP32 network file's initializers.
+
+    Every parameter must come from the file; only the constructor-made column index buffer of
+    the two-tower members may be absent from it.
+    """
     training = card["training"]
+    model = onnx.load(str(network_path))
     weights = {
         init.name: torch.from_numpy(numpy_helper.to_array(init).copy())
-        for init in onnx.load(str(fp32_path)).graph.initializer
+        for init in model.graph.initializer
     }
-    n_features = int(weights["members.0.net.0.weight"].shape[1])
+    monotone = tuple(encoding.monotone_columns) if training["monotone_delays"] else ()
     members = [
-        CreditMLP(n_features, tuple(training["hidden"]), training["dropout"])
+        CreditMLP(encoding.width, tuple(training["hidden"]), training["dropout"], monotone)
         for _ in range(training["ensemble_size"])
     ]
-    model = AveragedMLP(members)
-    model.load_state_dict(weights, strict=True)
-    return model.eval()
+    rebuilt = AveragedMLP(members)
+    wanted = rebuilt.state_dict()
+    found = {k: v for k, v in weights.items() if k in wanted}
+    missing = [k for k in wanted if k not in found and not k.endswith("free_columns")]
+    if missing:
+        raise RuntimeError(f"{network_path} lacks {len(missing)} parameters, e.g. {missing[:3]}")
+    rebuilt.load_state_dict(found, strict=False)
+    return rebuilt.eval()
 
 
 def _torch_runner(model: AveragedMLP) -> Callable[[np.ndarray], np.ndarray]:
@@ -118,14 +135,14 @@ def _holdout_and_train() -> tuple[Dataset, Dataset]:
 
 
 def _build_int8(
-    work_dir: Path, train: Dataset, standardizer: Standardizer, config: QuantizeConfig
+    work_dir: Path, network_fp32: Path, train: Dataset, encoding: Encoding, config: QuantizeConfig
 ) -> dict[str, Path]:
-    """Quantize the FP32 reference into both static INT8 formats, as the pipeline does."""
+    """Quantize the FP32 network into both static INT8 formats, as the pipeline does."""
     from export.pipeline import calibration_rows
 
-    rows = calibration_rows(train, standardizer, config)
+    rows = calibration_rows(train, encoding, config)
     return {
-        mode: quantize(REFERENCE_FP32, work_dir / f"model_int8_{mode}.onnx", rows, mode)
+        mode: quantize(network_fp32, work_dir / f"network_int8_{mode}.onnx", rows, mode)
         for mode in INT8_MODES
     }
 
@@ -170,15 +187,18 @@ def _bench(
     """Check the PyTorch rebuild, build the INT8 variants, time everything."""
     card = json.loads(MODEL_CARD_JSON.read_text())
     published_mode = card["quantization"]["mode"]
-    standardizer = Standardizer.from_json(PUBLISHED_SCALER)
+    encoding = Encoding.from_json(ENCODING_JSON, FeatureContract.from_json(CONTRACT_JSON).names)
     holdout, train = _holdout_and_train()
-    x_all = standardizer.transform(holdout.features[:max_rows])
+    x_all = encode(encoding, holdout.features[:max_rows])
+    work = Path(tempfile.mkdtemp(prefix="bench_int8_"))
+    network_fp32 = extract_network(REFERENCE_FP32, work / "network_fp32.onnx")
+    published_network = extract_network(PUBLISHED_ONNX, work / "network_published.onnx")
 
-    model = torch_from_onnx(REFERENCE_FP32, card)
+    model = torch_from_onnx(network_fp32, card, encoding)
     torch.set_num_threads(1)
     with torch.inference_mode():
         p_torch = model(torch.from_numpy(x_all)).numpy()
-    p_onnx = session(REFERENCE_FP32, 1).run(None, {ONNX_INPUT: x_all})[0]
+    p_onnx = session(network_fp32, 1).run(None, {ONNX_INPUT: x_all})[0]
     torch_diff = float(np.abs(p_torch - p_onnx).max())
     if torch_diff > MAX_TORCH_DIFF:
         raise RuntimeError(
@@ -191,12 +211,16 @@ def _bench(
     thread_counts = sorted({1, int(many or 1)})
     batches = {b: np.ascontiguousarray(np.resize(x_all, (b, x_all.shape[1]))) for b in batch_sizes}
 
-    with tempfile.TemporaryDirectory(prefix="bench_int8_") as tmp:
-        int8_paths = _build_int8(Path(tmp), train, standardizer, QuantizeConfig(published_mode))
-        rebuilt_identical = sha256_file(int8_paths[published_mode]) == sha256_file(PUBLISHED_ONNX)
-        # The published file itself is timed; the other format is the temp build.
-        int8_paths[published_mode] = PUBLISHED_ONNX
-        files = {ORT_FP32: REFERENCE_FP32}
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, work, True)
+        config = QuantizeConfig(published_mode)
+        int8_paths = _build_int8(work, network_fp32, train, encoding, config)
+        rebuilt = session(int8_paths[published_mode], 1).run(None, {ONNX_INPUT: x_all})[0]
+        served = session(published_network, 1).run(None, {ONNX_INPUT: x_all})[0]
+        rebuilt_identical = bool(np.array_equal(rebuilt, served))
+        # The published network itself is timed; the other format is the temp build.
+        int8_paths[published_mode] = published_network
+        files = {ORT_FP32: network_fp32}
         files.update({_int8_name(m, published_mode): int8_paths[m] for m in INT8_MODES})
         sizes = {name: path.stat().st_size for name, path in files.items()}
         runners: dict[tuple[str, int], Callable[[np.ndarray], np.ndarray]] = {}
@@ -272,16 +296,21 @@ def _notes(
 ) -> list[str]:
     fp32 = sizes[ORT_FP32]
     lines = [
-        f"rows: {rows} committed holdout rows, standardized with the committed scaler; "
-        "larger batches tile them",
+        f"rows: {rows} committed holdout rows, encoded once by the published encoder graph "
+        "(untimed: every engine runs the network on the same encoded rows); larger batches tile "
+        "them",
         f"median over {repeats} interleaved round(s); threads 1 = torch.set_num_threads(1) / "
         f"ORT intra_op_num_threads=1; threads {many} = all available CPUs for both",
-        f"PyTorch model rebuilt from {REFERENCE_FP32.relative_to(ROOT)} initializers "
+        f"PyTorch model rebuilt from the network in {REFERENCE_FP32.relative_to(ROOT)} "
         f"({card['training']['ensemble_size']} members, hidden {card['training']['hidden']}); "
         f"max |p torch - p ONNX FP32| = {torch_diff:.3g} (limit {MAX_TORCH_DIFF:g})",
         f"published INT8 format: {published_mode} (model card quantization.mode); the timed file "
-        f"is {PUBLISHED_ONNX.relative_to(ROOT)}; rebuilding it from the FP32 reference gives "
-        + ("byte-identical output" if rebuilt_identical else "DIFFERENT bytes (see the card)"),
+        f"is the network in {PUBLISHED_ONNX.relative_to(ROOT)}; quantizing the FP32 network again "
+        + (
+            "scores every row identically"
+            if rebuilt_identical
+            else "gives DIFFERENT scores (see the card)"
+        ),
         "model sizes: "
         + "; ".join(
             f"{name.removeprefix('ORT ')} {size:,} bytes ({fp32 / size:.2f}x smaller than FP32)"

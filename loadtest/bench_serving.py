@@ -1,14 +1,14 @@
 """The serving benchmark (``make bench-serving``): our stack against the alternatives, one run.
 
-Starts on loopback what it needs (a Triton serving a cache copy of ``model_repository/`` plus
-the folded comparison model, and the FastAPI + ONNX Runtime baseline), then measures with the
+Starts on loopback what it needs (a Triton serving a cache copy of ``model_repository/``, and
+the FastAPI + ONNX Runtime baseline), then measures with the
 same load generator (``loadtest.loadgen``, one process per measurement) and the same holdout
 rows, engines interleaved round by round in a rotating order:
 
-* in-process ONNX Runtime (contract check + standardize + INT8 session): the floor;
+* in-process ONNX Runtime (contract check + the published INT8 network): the floor;
 * the Triton ensemble ``credit_scoring`` over HTTP and gRPC (the product);
-* ``credit_model_folded`` over HTTP and gRPC: the scaler folded into the ONNX graph, served as a
-  single model, to show what the python step costs (it does not validate input);
+* ``credit_model`` alone over HTTP and gRPC: the network without the python step, to show what
+  the contract check costs (it does not validate input);
 * FastAPI + ONNX Runtime (``loadtest/baselines/fastapi_ort``), the seed project's architecture.
 
 Scenarios: single-applicant requests at concurrency 1, 8 and 32, and 1024-row batch requests
@@ -18,7 +18,7 @@ queue/compute split from ``/v2/models/<m>/stats``; medians over rounds. Writes
 
 ``--variant product --variant fast:delay=0,instances=2 ...`` starts one Triton per variant (the
 product's configs with those overrides, in cache copies) and measures their ensembles side by
-side, next to the comparators (the folded model is served by the first variant's Triton);
+side, next to the comparators (credit_model alone is served by the first variant's Triton);
 ``--ensembles-only`` measures only the variants' ensembles over HTTP: how the settings in the
 product were chosen. ``--smoke`` runs everything briefly.
 """
@@ -44,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 from export.config import ROOT
-from loadtest.repository import FOLDED, Variant, build_repository, scheduling
+from loadtest.repository import NETWORK, Variant, build_repository, scheduling
 from loadtest.rows import holdout_rows
 from preprocess_ensemble.triton_server import TritonServer, free_port
 
@@ -263,7 +263,7 @@ def ratios(
     single = [s for s in scenarios if s.batch == 1]
     batch = [s for s in scenarios if s.batch > 1]
     for ensemble in [e.name for e in engines if e.name.startswith("Triton ensemble")]:
-        folded = "Triton folded " + ensemble.split()[2]  # same protocol
+        folded = "Triton credit_model " + ensemble.split()[2]  # same protocol
         for s in single:
             target = {1: "≥ 3×", 8: "≥ 5×"}.get(s.concurrency, "")
             if FASTAPI in names:
@@ -468,15 +468,13 @@ NOTES = [
     "protocol). Every response is checked: one probability in [0, 1] per row, else an error.",
     "in-process ORT runs the same contract check, standardizer and INT8 session as the "
     "ensemble in the load generator's own process (threads for concurrency): the floor.",
-    "Triton folded is a comparison variant built by export/fold_scaler.py (the standardizer as "
-    "ONNX ops in front of the INT8 graph, equal to the ensemble's output on the holdout). It does "
-    "NOT validate input: NaN or codes outside the contract are scored silently. It shows what "
-    "the python step costs; it is not a second product.",
-    "`credit_model` runs in-process on Triton's native C++ onnxruntime backend in both places: "
-    "locally built from the r24.10 sources NGC 24.10 ships (preprocess_ensemble/"
-    "onnxruntime_backend.py) with the pinned onnxruntime wheel's library, on NGC 24.10 with "
-    "ONNX Runtime 1.19.2. The python steps (`preprocess`, `decision` and its BLS call) cross the "
-    "python stub's shared-memory IPC in both places.",
+    "Triton credit_model is the network alone (its ONNX graph encodes raw features): it does "
+    "NOT validate input and returns only a probability. It shows what the python contract "
+    "check costs; it is not a second product.",
+    "The ONNX models run on Triton's native C++ onnxruntime backend in both places: locally "
+    "built from the r24.10 sources NGC 24.10 ships (preprocess_ensemble/onnxruntime_backend.py) "
+    "with the pinned onnxruntime wheel's library, on NGC 24.10 with ONNX Runtime 1.19.2. "
+    "Only `preprocess` crosses the python stub's shared-memory IPC.",
     "Scheduling (chosen with `--variant` runs, loadtest/README.md): no dynamic batching delay "
     "(max_queue_delay 0): at concurrency 1 a delay is pure added latency (each step waits the "
     "whole delay: 200 µs cost about 0.6 ms of p50 over the two steps, in every run), while under "
@@ -515,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ensembles-only",
         action="store_true",
-        help="only the variants' ensembles over HTTP (no floor, folded model or FastAPI)",
+        help="only the variants' ensembles over HTTP (no floor, network alone or FastAPI)",
     )
     parser.add_argument("--smoke", action="store_true", help="a few seconds in all")
     parser.add_argument("--out", type=Path, default=REPORTS, help="report folder")
@@ -549,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             log = WORK / f"tritonserver-{repository.name}.log"
             server = stack.enter_context(TritonServer(repository, log_path=log))
             label = f" [{variant.name}]" if labelled else ""
-            steps = ("credit_scoring", "preprocess", "credit_model")
+            steps = ("credit_scoring", "preprocess", "credit_model_reasons", "credit_policy")
             for protocol, url in (("HTTP", server.http_url), ("gRPC", server.grpc_url)):
                 if args.ensembles_only and protocol == "gRPC":
                     continue
@@ -566,18 +564,19 @@ def main(argv: list[str] | None = None) -> int:
                 if comparators and k == 0:
                     engines.append(
                         Engine(
-                            f"Triton folded {protocol}",
+                            f"Triton credit_model {protocol}",
                             protocol.lower(),
                             url,
-                            FOLDED,
+                            NETWORK,
                             server.http_url,
-                            (FOLDED,),
+                            (NETWORK,),
                         )
                     )
             preamble_configs.append(
                 f"Triton{label or ''}: "
                 + "; ".join(
-                    scheduling(repository, m) for m in ("preprocess", "credit_model", FOLDED)
+                    scheduling(repository, m)
+                    for m in ("preprocess", "credit_model_reasons", "credit_policy", NETWORK)
                 )
             )
         if comparators:

@@ -211,18 +211,11 @@ def run_grpc(args: argparse.Namespace, batches: list[np.ndarray], rec: Recorder)
 
 
 def run_inproc(args: argparse.Namespace, batches: list[np.ndarray], rec: Recorder) -> None:
-    """Threads that check, standardize and score in this process (the floor)."""
-    import onnxruntime as ort
+    """Threads that check and score in this process with the served files (the floor)."""
+    from preprocess_ensemble.scoring import InProcessScorer
 
-    from export.config import CONTRACT_JSON, PUBLISHED_ONNX, PUBLISHED_SCALER
-    from preprocess_ensemble.features import FeatureContract, Standardizer
-
-    contract = FeatureContract.from_json(CONTRACT_JSON)
-    scaler = Standardizer.from_json(PUBLISHED_SCALER)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(PUBLISHED_ONNX), options, providers=["CPUExecutionProvider"])
+    scorer = InProcessScorer.published()
+    network = scorer.model
 
     def worker(k: int) -> None:
         i = k
@@ -230,8 +223,7 @@ def run_inproc(args: argparse.Namespace, batches: list[np.ndarray], rec: Recorde
             rows = batches[i % len(batches)]
             sent = time.perf_counter()
             try:
-                contract.validate(rows)
-                out = session.run(None, {"input": scaler.transform(rows)})[0]
+                out = network.run(None, {"features": scorer.check(rows)})[0]
                 check_probabilities(out, len(rows))
                 rec.record(sent)
             except Exception as exc:  # noqa: BLE001

@@ -43,9 +43,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from export.config import MODEL_REPOSITORY, PUBLISHED_SCALER, ROOT
+from export.config import MODEL_REPOSITORY, ROOT
 from loadtest.rows import holdout_rows
-from preprocess_ensemble.features import Standardizer
 from preprocess_ensemble.triton_server import TritonServer
 
 CACHE = ROOT / ".cache" / "perf_analyzer"
@@ -57,7 +56,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 DEBIAN_PACKAGES = ("libc6", "libstdc++6", "libgcc-s1")
 LIBDIR = "usr/lib/x86_64-linux-gnu"
-MODELS = {"credit_scoring": "features", "credit_model": "input"}
+MODELS = {"credit_scoring": "features", "credit_model": "features"}
 
 
 class Unavailable(RuntimeError):
@@ -221,9 +220,7 @@ def install() -> list[str]:
 
 def write_input_data(path: Path, model: str, rows: np.ndarray) -> Path:
     """perf_analyzer ``--input-data`` JSON: one single-row request per holdout row."""
-    name = MODELS[model]
-    if model == "credit_model":
-        rows = Standardizer.from_json(PUBLISHED_SCALER).transform(rows)
+    name = MODELS[model]  # raw contract rows for every model: the encoder is in the graphs
     data = [{name: {"content": [float(v) for v in row], "shape": [len(row)]}} for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"data": data}))

@@ -1,4 +1,4 @@
-"""Benchmark model repositories: a copy of the product plus the folded comparison variant.
+"""Benchmark model repositories: a copy of the product with a variant's scheduling settings.
 
 The copy lives in a cache folder (``.cache/bench_repository/<variant>/``), never under
 ``model_repository/`` (that is the product). A :class:`Variant` may override the dynamic
@@ -15,12 +15,13 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from export.config import MODEL_REPOSITORY, PUBLISHED_ONNX, PUBLISHED_SCALER, ROOT
-from export.fold_scaler import FOLDED_INPUT, fold_scaler
+from export.config import MODEL_REPOSITORY, ROOT
 
 CACHE = ROOT / ".cache" / "bench_repository"
-FOLDED = "credit_model_folded"
-BATCHING_MODELS = ("preprocess", "credit_model", FOLDED)
+# The comparison "network alone": credit_model on raw features (the encoder is in its graph),
+# without the python contract check; it returns only a probability and validates nothing.
+NETWORK = "credit_model"
+BATCHING_MODELS = ("preprocess", "credit_model", "credit_model_reasons", "credit_policy")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Variant:
     name: str = "product"
     delay_us: int | None = None
     preprocess_delay_us: int | None = None  # overrides delay_us for the python step
-    model_delay_us: int | None = None  # overrides delay_us for credit_model and the folded model
+    model_delay_us: int | None = None  # overrides delay_us for the native (onnxruntime) models
     instances: int | None = None
     preferred: tuple[int, ...] | None = None
     features: Path | None = None  # a proposed features.py for the preprocess step
@@ -97,23 +98,10 @@ def write_config(config: model_config_pb2.ModelConfig, path: Path) -> None:
     path.write_text(text_format.MessageToString(config))
 
 
-def folded_config(model_config: model_config_pb2.ModelConfig) -> model_config_pb2.ModelConfig:
-    """The credit_model config renamed for the folded model (input ``features``)."""
-    config = model_config_pb2.ModelConfig()
-    config.CopyFrom(model_config)
-    config.name = FOLDED
-    config.input[0].name = FOLDED_INPUT
-    for warmup in config.model_warmup:
-        for key in list(warmup.inputs):
-            warmup.inputs[FOLDED_INPUT].CopyFrom(warmup.inputs[key])
-            del warmup.inputs[key]
-    return config
-
-
 def build_repository(
     variant: Variant = Variant(), dest: Path | None = None, source: Path = MODEL_REPOSITORY
 ) -> Path:
-    """Copy the product repository, add the folded model, apply ``variant``; return the folder."""
+    """Copy the product repository, apply ``variant``; return the folder."""
     dest = dest or CACHE / "".join(c if c.isalnum() else "_" for c in variant.name)
     if dest.exists():
         shutil.rmtree(dest)
@@ -122,11 +110,6 @@ def build_repository(
     )
     if variant.features is not None:
         shutil.copy2(variant.features, dest / "preprocess" / "1" / "features.py")
-    fold_scaler(PUBLISHED_ONNX, PUBLISHED_SCALER, dest / FOLDED / "1" / "model.onnx")
-    write_config(
-        folded_config(read_config(dest / "credit_model" / "config.pbtxt")),
-        dest / FOLDED / "config.pbtxt",
-    )
     for name in BATCHING_MODELS:
         path = dest / name / "config.pbtxt"
         config = read_config(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,27 +10,41 @@ import pytest
 import torch
 
 from export.bench import MAX_TORCH_DIFF, run_bench, torch_from_onnx
+from export.config import CONTRACT_JSON, ENCODING_JSON, MODEL_CARD_JSON, REFERENCE_FP32
+from export.encoding import Encoding, encode
+from export.graphs import extract_network
+from export.validate import score, session
+from preprocess_ensemble.features import FeatureContract
 
-# --- the benchmark -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return json.loads(MODEL_CARD_JSON.read_text())
+
+
+@pytest.fixture(scope="module")
+def encoding() -> Encoding:
+    return Encoding.from_json(ENCODING_JSON, FeatureContract.from_json(CONTRACT_JSON).names)
 
 
 def test_torch_rebuild_reproduces_the_fp32_onnx(
-    card: dict, holdout: Dataset, scaler: Standardizer
+    card: dict, holdout: np.ndarray, encoding: Encoding, tmp_path: Path
 ) -> None:
-    model = torch_from_onnx(REFERENCE_FP32, card)
-    x = scaler.transform(holdout.features)
+    network = extract_network(REFERENCE_FP32, tmp_path / "network.onnx")
+    model = torch_from_onnx(network, card, encoding)
+    x = encode(encoding, holdout)
     with torch.inference_mode():
         p_torch = model(torch.from_numpy(x)).numpy()[:, 0]
-    assert np.abs(p_torch - score(session(REFERENCE_FP32), x)).max() <= MAX_TORCH_DIFF
+    assert np.abs(p_torch - score(session(REFERENCE_FP32), holdout)).max() <= MAX_TORCH_DIFF
 
 
 def test_bench_refuses_a_model_that_differs(
     monkeypatch: pytest.MonkeyPatch, card: dict, tmp_path: Path
 ) -> None:
-    def perturbed(path: Path, card: dict) -> torch.nn.Module:
-        model = torch_from_onnx(path, card)
+    def perturbed(path: Path, card: dict, encoding: Encoding) -> torch.nn.Module:
+        model = torch_from_onnx(path, card, encoding)
         with torch.no_grad():
-            model.members[0].net[0].bias += 0.05
+            model.members[0].free[0].bias += 0.05
         return model
 
     monkeypatch.setattr("export.bench.torch_from_onnx", perturbed)
@@ -60,7 +75,7 @@ def test_bench_smoke(tmp_path: Path, card: dict) -> None:
     for engine in engines:
         assert sum(line.startswith(engine) for line in table) == 2 * len(threads), engine
     assert sum(published in line for line in table) == 2 * len(threads)
-    assert "byte-identical" in text and "bytes" in text
+    assert "scores every row identically" in text and "bytes" in text
     for line in table:
         if line.startswith("PyTorch"):
             assert line.split()[-2] == "1.00x"

@@ -1,4 +1,4 @@
-"""Load tests and the serving benchmark: the folded variant, the tools' parts, short real runs."""
+"""Load tests and the serving benchmark: the tools' parts, the FastAPI baseline, short real runs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from export.config import ROOT
-from export.fold_scaler import FOLDED_INPUT, fold_scaler
 from loadtest import perf_analyzer
 from loadtest.protocol import (
     DECISION_OUTPUTS,
@@ -26,7 +24,7 @@ from loadtest.protocol import (
     parse_http_binary,
     parse_http_outputs,
 )
-from loadtest.repository import FOLDED, Variant, build_repository, read_config
+from loadtest.repository import NETWORK, Variant, build_repository, read_config
 from loadtest.rows import holdout_rows
 from loadtest.run_locust import parse_run_time, read_stats
 
@@ -51,22 +49,37 @@ def test_holdout_rows_match_the_test_fixture(holdout) -> None:
     np.testing.assert_array_equal(holdout_rows(), holdout)
 
 
-def test_folded_model_equals_the_ensemble_arithmetic_on_the_holdout(
-    tmp_path: Path, holdout, reference
+def test_fastapi_baseline_does_credit_scorings_work_with_the_same_artifacts(
+    holdout, reference
 ) -> None:
-    path = tmp_path / "folded.onnx"
-    fold_scaler(out_path=path)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == [FOLDED_INPUT]
-    folded = session.run(None, {FOLDED_INPUT: holdout})[0]
-    assert folded.shape == (len(holdout), 1)
-    assert float(np.abs(folded - reference.score(holdout)).max()) <= TOLERANCE
-    # The folded variant does not validate: a NaN feature is scored, not refused.
-    bad = holdout[:1].copy()
-    bad[0, 1] = np.nan
-    session.run(None, {FOLDED_INPUT: bad})
+    """POST /decide equals InProcessScorer (credit_scoring's outputs); /predict the network."""
+    need("fastapi", "httpx")
+    from fastapi.testclient import TestClient
+
+    from loadtest.baselines.fastapi_ort.app import app
+
+    client = TestClient(app)
+    rows = holdout[:50].astype(float).tolist()
+    decided = client.post("/decide", json={"rows": rows})
+    assert decided.status_code == 200, decided.text
+    body, expected = decided.json(), reference.decide(holdout[:50])
+    assert body["score"] == expected["score"].tolist()
+    assert body["decision"] == expected["decision"].tolist()
+    assert body["reason_codes"] == expected["reason_codes"].tolist()
+    np.testing.assert_array_equal(np.float32(body["pd"]), expected["pd"])
+    predicted = client.post("/predict", json={"rows": rows}).json()["probabilities"]
+    np.testing.assert_array_equal(np.float32(predicted), reference.score(holdout[:50])[:, 0])
+    bad = [list(rows[0]), list(rows[1])]
+    bad[1][1] = 3  # SEX = 3
+    refused = client.post("/decide", json={"rows": bad})
+    assert refused.status_code == 422 and "row 1" in refused.text and "SEX" in refused.text
+
+
+def test_perf_analyzer_input_rows_are_raw_contract_rows(tmp_path: Path, holdout) -> None:
+    for model in ("credit_scoring", NETWORK):
+        path = perf_analyzer.write_input_data(tmp_path / f"{model}.json", model, holdout[:3])
+        data = json.loads(path.read_text())["data"]
+        assert [d["features"]["content"] for d in data] == holdout[:3].astype(float).tolist()
 
 
 def test_bench_repository_applies_a_variant_and_leaves_the_product_alone(tmp_path: Path) -> None:
@@ -75,14 +88,13 @@ def test_bench_repository_applies_a_variant_and_leaves_the_product_alone(tmp_pat
     repository = build_repository(variant, dest=tmp_path / "repo")
     model = read_config(repository / "credit_model" / "config.pbtxt")
     preprocess = read_config(repository / "preprocess" / "config.pbtxt")
-    folded = read_config(repository / FOLDED / "config.pbtxt")
+    policy = read_config(repository / "credit_policy" / "config.pbtxt")
     assert model.dynamic_batching.max_queue_delay_microseconds == 50
+    assert policy.dynamic_batching.max_queue_delay_microseconds == 50
     assert preprocess.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(model.dynamic_batching.preferred_batch_size) == [4, 16]
     assert [g.count for g in preprocess.instance_group] == [2]
-    assert folded.input[0].name == FOLDED_INPUT and folded.name == FOLDED
-    assert all(set(w.inputs) == {FOLDED_INPUT} for w in folded.model_warmup)
-    assert (repository / FOLDED / "1" / "model.onnx").is_file()
+    assert (repository / "credit_model_reasons" / "1" / "model.onnx").is_file()
     assert read_config(ROOT / "model_repository" / "credit_model" / "config.pbtxt") == product
     with pytest.raises(ValueError, match="unknown variant setting"):
         Variant.parse("delays=0")
@@ -248,7 +260,8 @@ def test_bench_serving_smoke_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = (tmp_path / "serving_benchmark.md").read_text()
     for engine in ("in-process ORT", "Triton ensemble HTTP", "Triton ensemble gRPC",
-                   "Triton folded HTTP", "Triton folded gRPC", "FastAPI + ORT"):  # fmt: skip
+                   "Triton credit_model HTTP", "Triton credit_model gRPC",
+                   "FastAPI + ORT"):  # fmt: skip
         assert f"| {engine} |" in report, engine
     assert "## Ratios" in report and "queue µs" in report
     cells = json.loads((tmp_path / "serving_benchmark.json").read_text())
