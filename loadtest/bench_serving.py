@@ -51,7 +51,48 @@ from preprocess_ensemble.triton_server import TritonServer, free_port
 REPORTS = ROOT / "reports"
 WORK = ROOT / ".cache" / "bench"
 ENSEMBLE = "credit_scoring"
+BATCH_ENSEMBLE = "credit_pd"
 FLOOR, FASTAPI = "in-process ORT", "FastAPI + ORT"
+INPROC_FULL, INPROC_PD = "in-process credit_scoring", "in-process credit_pd"
+FASTAPI_FULL = "FastAPI + ORT same work"
+# Issue 13's ratios: (key, numerator engine, denominator engine, scenario kind, figure, target).
+RATIO_SPECS = tuple(
+    spec
+    for protocol, label in (("http", "HTTP"), ("grpc", "gRPC"))
+    for spec in (
+        (f"full_{protocol}_c1_p50_vs_fastapi", f"Triton ensemble {label}", FASTAPI_FULL,
+         "c=1", "p50_ms", "<= 0.8"),
+        (f"full_{protocol}_c8_rps_vs_fastapi", f"Triton ensemble {label}", FASTAPI_FULL,
+         "c=8", "requests_per_s", ">= 2.0"),
+        (f"full_{protocol}_batch_rows_vs_inprocess", f"Triton ensemble {label}", INPROC_FULL,
+         "batch", "rows_per_s", ">= 0.7"),
+        (f"pd_{protocol}_batch_rows_vs_inprocess", f"Triton credit_pd {label}", INPROC_PD,
+         "batch", "rows_per_s", ">= 0.5"),
+    )
+) + (
+    ("full_vs_pd_batch_rows", "Triton ensemble HTTP", "Triton credit_pd HTTP", "batch",
+     "rows_per_s", ">= 0.2"),
+)  # fmt: skip
+
+
+def ratio_object(cells: dict[tuple[str, str], Cell], scenarios: list[Scenario]) -> dict[str, dict]:
+    """The ``ratios`` object of reports/serving_benchmark.json: value, target, met, what."""
+    batch = next(s.name for s in scenarios if s.batch > 1)
+    out = {}
+    for key, top, bottom, scenario, figure, target in RATIO_SPECS:
+        name = batch if scenario == "batch" else scenario
+        if (top, name) not in cells or (bottom, name) not in cells:
+            continue
+        value = cells[top, name].median(figure) / cells[bottom, name].median(figure)
+        bound = float(target.split()[1])
+        met = value <= bound if target.startswith("<") else value >= bound
+        out[key] = {
+            "value": value,
+            "target": target,
+            "met": bool(met),
+            "what": f"{top} / {bottom}, {figure}, {name}",
+        }
+    return out
 
 
 @dataclass(frozen=True)
@@ -201,7 +242,9 @@ def run_loadgen(
         f"--warmup={warmup}",
     ]
     if engine.url:
-        command += [f"--url={engine.url}", f"--model={engine.model}"]
+        command.append(f"--url={engine.url}")
+    if engine.model:
+        command.append(f"--model={engine.model}")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=duration + 120)
     if done.returncode != 0:
         raise RuntimeError(f"loadgen {engine.name} failed: {done.stderr[-2000:]}")
@@ -540,7 +583,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     with contextlib.ExitStack() as stack:
-        engines: list[Engine] = [Engine(FLOOR, "inproc")] if comparators else []
+        engines: list[Engine] = []
+        if comparators:
+            engines += [
+                Engine(FLOOR, "inproc"),
+                Engine(INPROC_FULL, "inproc", model=ENSEMBLE),
+                Engine(INPROC_PD, "inproc", model=BATCH_ENSEMBLE),
+            ]
         preamble_configs = []
         for k, variant in enumerate(tqdm(variants, desc="starting tritonserver", unit="server")):
             repository = build_repository(variant)
@@ -564,6 +613,16 @@ def main(argv: list[str] | None = None) -> int:
                 if comparators and k == 0:
                     engines.append(
                         Engine(
+                            f"Triton credit_pd {protocol}",
+                            protocol.lower(),
+                            url,
+                            BATCH_ENSEMBLE,
+                            server.http_url,
+                            (BATCH_ENSEMBLE, "preprocess", "credit_model", "credit_policy"),
+                        )
+                    )
+                    engines.append(
+                        Engine(
                             f"Triton credit_model {protocol}",
                             protocol.lower(),
                             url,
@@ -582,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         if comparators:
             url = stack.enter_context(fastapi_server(args.fastapi_workers, WORK / "uvicorn.log"))
             engines.append(Engine(FASTAPI, "fastapi", url))
+            engines.append(Engine(FASTAPI_FULL, "fastapi", url, "decide"))
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         cells, loads = measure(
             engines, scenarios, rows_file, args.rounds, args.duration, args.warmup
@@ -607,12 +667,13 @@ def main(argv: list[str] | None = None) -> int:
     markdown = format_markdown(context, NOTES)
     (args.out / f"{args.name}.md").write_text(markdown)
     (args.out / f"{args.name}.html").write_text(format_html(context, NOTES))
+    measured = {f"{e}|{s}": {"runs": c.runs, "server": c.server} for (e, s), c in cells.items()}
+    ratio_values = ratio_object(cells, scenarios)
     (args.out / f"{args.name}.json").write_text(
-        json.dumps(
-            {f"{e}|{s}": {"runs": c.runs, "server": c.server} for (e, s), c in cells.items()},
-            indent=1,
-        )
+        json.dumps({"ratios": ratio_values, "cells": measured}, indent=1)
     )
+    for key, r in ratio_values.items():
+        print(f"{key}: {r['value']:.3f} (target {r['target']}, {'met' if r['met'] else 'NOT met'})")
     print(markdown)
     print(f"wrote {args.out / args.name}.md and .html")
     failed = sum(c.errors() for c in cells.values())

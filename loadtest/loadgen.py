@@ -135,6 +135,10 @@ def run_fastapi(args: argparse.Namespace, batches: list[np.ndarray], rec: Record
     from geventhttpclient import HTTPClient
 
     bodies = [json.dumps({"rows": b.tolist()}).encode() for b in batches]
+    # --model decide: credit_scoring's work (POST /decide); else the network only (/predict)
+    route, key = (
+        ("/decide", "probability") if args.model == "decide" else ("/predict", "probabilities")
+    )
     host, port = args.url.rsplit(":", 1)
 
     def worker(k: int) -> None:
@@ -146,14 +150,14 @@ def run_fastapi(args: argparse.Namespace, batches: list[np.ndarray], rec: Record
             sent = time.perf_counter()
             try:
                 response = client.post(
-                    "/predict",
+                    route,
                     body=bodies[i % len(bodies)],
                     headers={"Content-Type": "application/json"},
                 )
                 payload = response.read()
                 if response.status_code != 200:
                     raise RuntimeError(f"HTTP {response.status_code}: {payload[:200]!r}")
-                values = np.asarray(json.loads(payload)["probabilities"], dtype=np.float32)
+                values = np.asarray(json.loads(payload)[key], dtype=np.float32)
                 check_probabilities(values, len(batches[0]))
                 rec.record(sent)
             except Exception as exc:  # noqa: BLE001
@@ -211,7 +215,11 @@ def run_grpc(args: argparse.Namespace, batches: list[np.ndarray], rec: Recorder)
 
 
 def run_inproc(args: argparse.Namespace, batches: list[np.ndarray], rec: Recorder) -> None:
-    """Threads that check and score in this process with the served files (the floor)."""
+    """Threads scoring in this process with the served files.
+
+    ``--model credit_scoring`` or ``credit_pd`` runs that ensemble's steps
+    (InProcessScorer.decide); anything else the contract check and the network alone (the floor).
+    """
     from preprocess_ensemble.scoring import InProcessScorer
 
     scorer = InProcessScorer.published()
@@ -223,7 +231,11 @@ def run_inproc(args: argparse.Namespace, batches: list[np.ndarray], rec: Recorde
             rows = batches[i % len(batches)]
             sent = time.perf_counter()
             try:
-                out = network.run(None, {"features": scorer.check(rows)})[0]
+                if args.model in ("credit_scoring", "credit_pd"):  # the ensemble's whole work
+                    out = scorer.decide(rows, reasons=args.model == "credit_scoring")
+                    out = out["probability"]
+                else:  # the network alone
+                    out = network.run(None, {"features": scorer.check(rows)})[0]
                 check_probabilities(out, len(rows))
                 rec.record(sent)
             except Exception as exc:  # noqa: BLE001

@@ -261,11 +261,27 @@ def test_bench_serving_smoke_runs_end_to_end(tmp_path: Path) -> None:
     report = (tmp_path / "serving_benchmark.md").read_text()
     for engine in ("in-process ORT", "Triton ensemble HTTP", "Triton ensemble gRPC",
                    "Triton credit_model HTTP", "Triton credit_model gRPC",
-                   "FastAPI + ORT"):  # fmt: skip
+                   "Triton credit_pd HTTP", "Triton credit_pd gRPC", "FastAPI + ORT",
+                   "FastAPI + ORT same work", "in-process credit_scoring",
+                   "in-process credit_pd"):  # fmt: skip
         assert f"| {engine} |" in report, engine
     assert "## Ratios" in report and "queue µs" in report
-    cells = json.loads((tmp_path / "serving_benchmark.json").read_text())
+    written = json.loads((tmp_path / "serving_benchmark.json").read_text())
+    cells = written["cells"]
     assert all(
         run["errors"] == 0 and run["requests"] > 0 for c in cells.values() for run in c["runs"]
     )
+    keys = {
+        f"{kind}_{protocol}_{what}"
+        for protocol in ("http", "grpc")
+        for kind, what in (
+            ("full", "c1_p50_vs_fastapi"),
+            ("full", "c8_rps_vs_fastapi"),
+            ("full", "batch_rows_vs_inprocess"),
+            ("pd", "batch_rows_vs_inprocess"),
+        )
+    } | {"full_vs_pd_batch_rows"}
+    assert set(written["ratios"]) == keys
+    for ratio in written["ratios"].values():
+        assert ratio["value"] > 0 and ratio["target"] and isinstance(ratio["met"], bool)
     assert "<svg" in (tmp_path / "serving_benchmark.html").read_text()
